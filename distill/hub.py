@@ -1,0 +1,32 @@
+"""Model references: a local folder or a Hugging Face hub id, with errors a user can act on."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import DistillError
+
+FETCH_HINT = "run ../shared/bin/fetch-models (or set DISTILL_MODELS to where it put the models)"
+
+
+def looks_local(ref: str) -> bool:
+    """A path-like reference (absolute, ~, ./, ../, or more than one '/') is never a hub id."""
+    return ref.startswith(("/", "~", ".")) or ref.count("/") > 1
+
+
+def resolve_model_ref(ref: str, what: str) -> str:
+    """Return a path or hub id for from_pretrained; fail clearly when a local path is missing."""
+    expanded = os.path.expanduser(ref)
+    if Path(expanded).is_dir():
+        return expanded
+    if looks_local(ref):
+        raise DistillError(f"{what}: model folder '{expanded}' does not exist; {FETCH_HINT}, "
+                           f"or set {what}=<folder or hub id>")
+    return ref
+
+
+def load_error(ref: str, what: str, err: Exception) -> DistillError:
+    """Turn a from_pretrained failure on a hub id into a one-line message."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return DistillError(f"{what}: could not load '{ref}' ({first}); check the hub id and your network, "
+                        f"or point {what} at a local folder ({FETCH_HINT})")

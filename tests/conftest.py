@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny random models built at test time (hidden size 32, 2 layers), saved once per session.
+
+The tokenizers get a real word-level vocabulary through `vocab=` (transformers 5 ignores `vocab_file=`,
+see docs/STYLE.md), and a fixture asserts ordinary words are not [UNK].
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("DISTILL_SHARED", SHARED))
+MODELS = Path(os.path.expanduser(os.environ.get("DISTILL_MODELS", "~/.cache/distill-models")))
+
+WORDS = (
+    "this example is a the movie film was great good bad terrible awful fine love hate boring fun "
+    "positive negative neutral world sports business sci tech news spam ham free win claim text call "
+    "anger joy optimism sadness i it and of to in not very really so plot actors story game team market "
+    "stocks science space phone prize now you your we they he she what how why"
+).split()
+
+
+def tiny_vocab() -> dict:
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!", "?", "'", "/", "-"] + WORDS
+    tokens += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz0123456789")
+    return {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+
+
+def build_tiny_bert(folder: Path, id2label: dict, seed: int = 0) -> Path:
+    """A BertForSequenceClassification with a 2-layer, 32-wide encoder and a working tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    vocab = tiny_vocab()
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    ids = tokenizer("the movie was great")["input_ids"]
+    assert tokenizer.unk_token_id not in ids, "tiny tokenizer maps ordinary words to [UNK]"
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, initializer_range=0.3,
+        id2label={int(k): v for k, v in id2label.items()},
+        label2id={v: int(k) for k, v in id2label.items()},
+    )
+    model = BertForSequenceClassification(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_nli_2way(tmp_path_factory) -> Path:
+    """2-way NLI head in the deberta-v3-nli order: {0: entailment, 1: not_entailment}."""
+    return build_tiny_bert(tmp_path_factory.mktemp("nli2"), {0: "entailment", 1: "not_entailment"}, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_nli_3way(tmp_path_factory) -> Path:
+    """3-way MNLI head in the bart-large-mnli order: contradiction, neutral, entailment."""
+    return build_tiny_bert(tmp_path_factory.mktemp("nli3"),
+                           {0: "contradiction", 1: "neutral", 2: "entailment"}, seed=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A plain encoder checkpoint to fine-tune as a student (its head is replaced)."""
+    return build_tiny_bert(tmp_path_factory.mktemp("encoder"), {0: "LABEL_0", 1: "LABEL_1"}, seed=3)
+
+
+def require_shared(*parts: str) -> Path:
+    """Skip (with the reason) when ../shared or a file in it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: integration tests need ../shared (data and bin/fetch-models)")
+    return path
+
+
+def require_model(name: str) -> Path:
+    path = MODELS / name
+    if not (path / "config.json").exists():
+        pytest.skip(f"real model {path} is absent: run ../shared/bin/fetch-models (DISTILL_MODELS={MODELS})")
+    return path
