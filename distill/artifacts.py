@@ -1,0 +1,86 @@
+"""Stable, content-keyed artifact paths under `paths.outputs`.
+
+`train` finds what `label` wrote, and a sweep over student settings reuses one labelling, because every
+path is derived from the settings that change its content (never from a timestamp):
+
+    outputs/labels/<data>/<teacher>-<split>-<key>/labels.parquet      teacher probabilities (split: pool|heldout)
+    outputs/students/<data>/<teacher>-<student>-<targets>-<key>/            fine-tuned student folder
+    outputs/eval/<data>/<same name as the student>/metrics.{json,md}       side-by-side scores
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .data import data_fingerprint
+
+# Teacher settings that change the labels; batch size, device and dtype only change the speed.
+TEACHER_KEYS = ("kind", "model", "template", "multi_label", "max_length")
+# Student/train settings that change the student; `labels_path` is covered by the label key.
+TRAIN_EXCLUDE = ("device", "labels_path")
+
+
+def stable_hash(obj) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def outputs_root(cfg: DictConfig) -> Path:
+    return Path(os.path.expanduser(cfg.paths.outputs))
+
+
+def teacher_identity(cfg: DictConfig) -> dict:
+    teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    return {k: teacher[k] for k in TEACHER_KEYS if k in teacher}
+
+
+def label_identity(cfg: DictConfig, split: str = "pool") -> dict:
+    """Everything that determines the teacher's labels of a split: its texts, the label names, the teacher."""
+    return {
+        "data": data_fingerprint(cfg.data, os.path.expanduser(cfg.paths.data))[split],
+        "labels": list(cfg.data.labels),
+        "teacher": teacher_identity(cfg),
+    }
+
+
+def labels_dir(cfg: DictConfig, split: str = "pool") -> Path:
+    key = stable_hash(label_identity(cfg, split))
+    return outputs_root(cfg) / "labels" / cfg.data.name / f"{cfg.teacher.name}-{split}-{key}"
+
+
+def labels_file(cfg: DictConfig, split: str = "pool") -> Path:
+    return labels_dir(cfg, split) / "labels.parquet"
+
+
+def student_identity(cfg: DictConfig) -> dict:
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    return {
+        "labels": str(cfg.train.labels_path) if cfg.train.labels_path else label_identity(cfg),
+        "student": OmegaConf.to_container(cfg.student, resolve=True),
+        "train": {k: v for k, v in train.items() if k not in TRAIN_EXCLUDE},
+    }
+
+
+def run_name(cfg: DictConfig) -> str:
+    key = stable_hash(student_identity(cfg))
+    return f"{cfg.teacher.name}-{cfg.student.name}-{cfg.train.targets}-{key}"
+
+
+def student_dir(cfg: DictConfig) -> Path:
+    return outputs_root(cfg) / "students" / cfg.data.name / run_name(cfg)
+
+
+def eval_dir(cfg: DictConfig) -> Path:
+    return outputs_root(cfg) / "eval" / cfg.data.name / run_name(cfg)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically: a crash never leaves a half-written file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

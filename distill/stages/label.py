@@ -1,0 +1,34 @@
+"""Stage `label`: the teacher labels the unlabelled pool (never its gold labels), shard by shard."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from .. import artifacts
+from ..data import load_heldout, load_pool
+from ..labelstore import Labelled, label_texts
+from ..teachers import build_teacher
+
+log = logging.getLogger(__name__)
+
+
+def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
+    """Label one split ("pool" or "heldout") of the configured data with the configured teacher."""
+    data_dir = os.path.expanduser(cfg.paths.data)
+    # The held-out gold labels are loaded with the texts but never handed to the teacher.
+    texts = load_pool(cfg.data, data_dir) if split == "pool" else load_heldout(cfg.data, data_dir).texts
+    make = (lambda: teacher) if teacher is not None else (lambda: build_teacher(cfg.teacher, list(cfg.data.labels)))
+    folder = artifacts.labels_dir(cfg, split)
+    return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size)
+
+
+def run(cfg: DictConfig) -> dict:
+    result = label_split(cfg, "pool")
+    meta = result.meta
+    speed = f"{meta['texts_per_s']:.1f} texts/s" if meta.get("texts_per_s") else "cached"
+    log.info("label: %d texts labelled by %s (%s) -> %s", meta["n_texts"], cfg.teacher.name, speed, result.path)
+    return {"labels_path": str(result.path), "n_texts": meta["n_texts"], "cached": result.cached,
+            "texts_per_s": meta.get("texts_per_s"), "label_counts": meta.get("label_counts")}

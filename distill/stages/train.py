@@ -1,0 +1,43 @@
+"""Stage `train`: fine-tune the student on the teacher's labels (soft probabilities or hard argmax)."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .. import artifacts
+from ..errors import DistillError
+from ..labelstore import read_labels
+from ..students import train_student
+
+log = logging.getLogger(__name__)
+
+
+def find_labels(cfg: DictConfig) -> Path:
+    """The label file to learn from: `train.labels_path`, else what stage=label wrote for this config."""
+    if cfg.train.labels_path:
+        path = Path(os.path.expanduser(cfg.train.labels_path))
+        if not path.exists():
+            raise DistillError(f"train.labels_path: {path} does not exist")
+        return path
+    path = artifacts.labels_file(cfg, "pool")
+    if not path.exists():
+        raise DistillError(f"no teacher labels for this data/teacher at {path}: run `python -m distill stage=label` "
+                           f"with the same data/teacher overrides first, or set train.labels_path")
+    return path
+
+
+def run(cfg: DictConfig) -> dict:
+    labels_path = find_labels(cfg)
+    texts, probs = read_labels(labels_path, list(cfg.data.labels))
+    out_dir = artifacts.student_dir(cfg)
+    summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir)
+    artifacts.write_json(out_dir / "distill_config.json", {
+        "labels_path": str(labels_path),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    })
+    log.info("train: %s student on %d %s teacher labels in %.0f s -> %s", cfg.student.name, len(texts),
+             cfg.train.targets, summary.get("seconds", 0.0), out_dir)
+    return {"student_dir": str(out_dir), "labels_path": str(labels_path), **summary}

@@ -1,0 +1,181 @@
+"""NLI zero-shot teacher: each text is a premise, each label a hypothesis ("This example is {label}.").
+
+The entailment logit of every (text, hypothesis) pair scores that label, as in transformers'
+ZeroShotClassificationPipeline, but with our own inference loop: all N x K pairs are tokenized once,
+sorted by length so a forward batch carries little padding, and the logits are put back in input order.
+
+CPU threads are left to torch: its default (one per physical core, or OMP_NUM_THREADS when the user
+set it) is already right for a process that does nothing else, and overriding it would fight the user.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from ..config import TeacherConfig
+from ..device import resolve_device, resolve_dtype
+from ..errors import DistillError
+from ..hub import load_error, resolve_model_ref
+from .base import Teacher
+
+log = logging.getLogger(__name__)
+
+
+class NLITeacher(Teacher):
+    """Zero-shot labels from an NLI cross-encoder (2-way entailment/not_entailment or 3-way MNLI).
+
+    Single-label: softmax of the entailment logits over the K labels of a text.
+    Multi-label (or a single label, as the pipeline does): per label, softmax over
+    [contradiction, entailment] -> the entailment probability.
+    """
+
+    def __init__(self, cfg: TeacherConfig, labels: list[str]):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.labels = list(labels)
+        # A softmax over one label is always 1, so one label is scored entail-vs-contradict.
+        self.multi_label = bool(cfg.multi_label) or len(self.labels) == 1
+        self.hypotheses = make_hypotheses(cfg.template, self.labels)
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.tokenizer, self.model = load_nli_model(cfg.model, self.device, self.dtype)
+        label2id = dict(self.model.config.label2id)
+        self.entailment_id = entailment_id(label2id, cfg.model)
+        self.contradiction_id = contradiction_id(label2id, self.entailment_id, cfg.model) if self.multi_label else None
+        self.max_length = self._pair_max_length(cfg.max_length)
+        self.input_names = list(self.tokenizer.model_input_names)
+        log.info("teacher %s: %s (%d-way NLI, entailment=%d) on %s in %s", self.name, cfg.model,
+                 self.model.config.num_labels, self.entailment_id, self.device, self.dtype)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None,
+                      progress: bool = False) -> np.ndarray:
+        """Float32 [N, K] label probabilities, rows in input order; `batch_size` counts pairs."""
+        texts = as_text_list(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        logits = self._pair_logits(texts, batch_size or self.cfg.batch_size, progress)
+        return self._scores(logits.reshape(len(texts), len(self.labels), -1))
+
+    def describe(self) -> dict:
+        return {"kind": "nli", "model": self.cfg.model, "template": self.cfg.template,
+                "multi_label": self.multi_label, "entailment_id": self.entailment_id,
+                "num_model_labels": int(self.model.config.num_labels), "max_length": self.max_length,
+                "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+
+    def encode(self, texts: list[str]) -> dict:
+        """Tokenize every (text, hypothesis) pair, text-major, unpadded; only the text is ever truncated."""
+        premises = [text for text in texts for _ in self.hypotheses]
+        enc = self.tokenizer(premises, self.hypotheses * len(texts), truncation="only_first",
+                             max_length=self.max_length)
+        return {name: enc[name] for name in self.input_names if name in enc}
+
+    def _pair_logits(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        """Model logits [N*K, C] for all pairs, forwarded longest first in dynamically padded batches."""
+        features = self.encode(texts)
+        lengths = np.array([len(ids) for ids in features["input_ids"]])
+        # Longest first: a batch too big for memory fails at once, not at the end of a long run.
+        order = np.argsort(-lengths, kind="stable")
+        logits = np.empty((len(order), self.model.config.num_labels), dtype=np.float32)
+        with tqdm(total=len(order), desc=f"teacher {self.name}", unit="pair", disable=not progress,
+                  leave=False) as bar:
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                batch = self.tokenizer.pad({k: [v[i] for i in rows] for k, v in features.items()},
+                                           return_tensors="pt")
+                logits[rows] = self._forward(batch)
+                bar.update(len(rows))
+        return logits
+
+    @torch.inference_mode()
+    def _forward(self, batch) -> np.ndarray:
+        # Cast to float32 before any softmax, so half-precision weights cost no accuracy there.
+        return self.model(**batch.to(self.device)).logits.float().cpu().numpy()
+
+    def _scores(self, logits: np.ndarray) -> np.ndarray:
+        """[N, K, C] logits -> [N, K] probabilities (see the class docstring)."""
+        if self.multi_label:
+            pair = logits[..., [self.contradiction_id, self.entailment_id]]
+            return softmax(pair)[..., 1].astype(np.float32)
+        return softmax(logits[..., self.entailment_id]).astype(np.float32)
+
+    def _pair_max_length(self, max_length: int) -> int:
+        """teacher.max_length capped by the model, checked to leave room for every full hypothesis."""
+        # Tokenizers saved without model_max_length claim ~1e30; the position table is the real limit.
+        positions = getattr(self.model.config, "max_position_embeddings", None) or int(max_length)
+        limit = min(int(max_length), self.tokenizer.model_max_length, positions)
+        specials = self.tokenizer.num_special_tokens_to_add(pair=True)
+        lengths = [len(ids) for ids in self.tokenizer(self.hypotheses, add_special_tokens=False)["input_ids"]]
+        longest = max(lengths)
+        if longest + specials >= limit:
+            hypothesis = self.hypotheses[lengths.index(longest)]
+            raise DistillError(f"teacher.max_length={limit} leaves no room for the text: the hypothesis "
+                               f"'{hypothesis}' alone is {longest + specials} tokens; raise teacher.max_length "
+                               f"or shorten teacher.template / the label names")
+        return limit
+
+
+def load_nli_model(ref: str, device: torch.device, dtype: torch.dtype):
+    """Tokenizer and eval-mode model on `device`; a bad reference becomes a one-line DistillError."""
+    path = resolve_model_ref(ref, "teacher.model")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        # Weights loaded straight in the target dtype rather than torch.autocast: one half-size copy
+        # on the GPU and no per-op casts; float32 (the CPU default) is then a no-op.
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise load_error(ref, "teacher.model", e) from e
+    return tokenizer, model.to(device).eval()
+
+
+def entailment_id(label2id: dict, model: str) -> int:
+    """The output whose label name starts with "entail"; label order differs between NLI models."""
+    for name, index in label2id.items():
+        if name.lower().startswith("entail"):
+            return int(index)
+    raise DistillError(f"teacher.model '{model}' has no entailment output (its labels: {sorted(label2id)}); "
+                       f"an NLI teacher needs an NLI model with a label named 'entailment'")
+
+
+def contradiction_id(label2id: dict, entail: int, model: str) -> int:
+    """2-way: the output that is not entailment; 3-way: the one whose name starts with "contra"."""
+    if len(label2id) == 2:
+        return next(int(i) for i in label2id.values() if int(i) != entail)
+    for name, index in label2id.items():
+        if name.lower().startswith("contra"):
+            return int(index)
+    raise DistillError(f"teacher.model '{model}' has no contradiction output (its labels: {sorted(label2id)}), "
+                       f"which teacher.multi_label=true needs; use multi_label=false")
+
+
+def make_hypotheses(template: str, labels: list[str]) -> list[str]:
+    """One hypothesis per label; a template that does not take the label is a config error."""
+    hint = "use {} where the label goes, e.g. 'This example is {}.'"
+    try:
+        takes_label = "<label>" in template.format("<label>")
+    except (IndexError, KeyError, ValueError) as e:
+        raise DistillError(f"teacher.template '{template}' could not be filled with a label ({e!r}); {hint}") from e
+    if not takes_label:
+        raise DistillError(f"teacher.template '{template}' has no {{}} for the label; {hint}")
+    return [template.format(label) for label in labels]
+
+
+def as_text_list(texts: Sequence[str]) -> list[str]:
+    """A list of str; one str is one text, and a non-text (NaN from a CSV, None) is named, not tokenized."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DistillError(f"teacher input {i} is {type(text).__name__} ({text!r}), not text; "
+                               f"drop or fill empty rows in the data")
+    return texts
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float32, shifted by the max so large logits do not overflow."""
+    x = x.astype(np.float32)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,123 @@
+"""Every stage end to end on tiny random models and a tiny SST-2-shaped data set, without Hydra's main."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from distill import artifacts
+from distill.config import load_config
+from distill.errors import DistillError
+from distill.stages import evaluate, label, run_stage, train
+
+POS = ["a great movie", "good fun and great actors", "i love this film", "really good story", "fine and fun"]
+NEG = ["an awful movie", "terrible plot and boring actors", "i hate this film", "really bad story", "so boring"]
+
+
+def write_sst2_like(root, n_pool=40, n_dev=12):
+    """train.tsv WITHOUT a label column (the label stage must not need gold) and a labelled dev.tsv."""
+    (root / "sst2").mkdir(parents=True)
+    pool = [(POS + NEG)[i % 10] + f" {'very ' * (i % 3)}" for i in range(n_pool)]
+    pd.DataFrame({"sentence": pool}).to_csv(root / "sst2" / "train.tsv", sep="\t", index=False)
+    dev = [((POS + NEG)[i % 10], int(i % 10 < 5)) for i in range(n_dev)]
+    pd.DataFrame(dev, columns=["sentence", "label"]).to_csv(root / "sst2" / "dev.tsv", sep="\t", index=False)
+
+
+@pytest.fixture
+def make_cfg(tmp_path, tiny_nli_2way, tiny_encoder):
+    write_sst2_like(tmp_path / "data")
+
+    def make(*extra):
+        return load_config([
+            "data=sst2", f"paths.data={tmp_path / 'data'}", f"paths.outputs={tmp_path / 'out'}",
+            f"teacher.model={tiny_nli_2way}", f"student.model={tiny_encoder}", "data.pool_size=32",
+            "label.shard_size=10", "train.epochs=1", "train.batch_size=8",
+            "eval.batch_sizes=[1,4]", "eval.bench_texts=8", "eval.warmup_batches=1", *extra])
+    return make
+
+
+def test_label_writes_probabilities_and_meta(make_cfg):
+    cfg = make_cfg()
+    out = label.run(cfg)
+    frame = pd.read_parquet(out["labels_path"])
+    assert len(frame) == 32 and list(frame["id"]) == list(range(32))
+    assert {"text", "prob_negative", "prob_positive", "label", "confidence"} <= set(frame.columns)
+    probs = frame[["prob_negative", "prob_positive"]].to_numpy()
+    assert abs(probs.sum(axis=1) - 1).max() < 1e-5
+    assert set(frame["label"]) <= {"negative", "positive"}
+    meta = json.loads((artifacts.labels_dir(cfg, "pool") / "meta.json").read_text())
+    assert meta["n_texts"] == 32 and meta["labels"] == ["negative", "positive"]
+    assert meta["teacher"]["template"] == "This example is {}." and meta["texts_per_s"] > 0
+    assert out["cached"] is False
+
+
+def test_label_rerun_is_a_cache_hit_and_resume_matches(make_cfg):
+    cfg = make_cfg()
+    first = pd.read_parquet(label.run(cfg)["labels_path"])
+    assert label.run(cfg)["cached"] is True
+    folder = artifacts.labels_dir(cfg, "pool")
+    # Simulate a crash after three of four shards: the final files and the last shard are gone.
+    (folder / "labels.parquet").unlink()
+    (folder / "meta.json").unlink()
+    (folder / "shards" / "part-000003.parquet").unlink()
+    again = label.run(cfg)
+    assert again["cached"] is False
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["n_labelled_this_run"] == 2  # only the missing shard (rows 30-31) was relabelled
+    pd.testing.assert_frame_equal(first, pd.read_parquet(again["labels_path"]))
+
+
+def test_changed_template_makes_a_new_labelling(make_cfg):
+    a, b = make_cfg(), make_cfg("teacher.template='This text is {}.'")
+    assert artifacts.labels_dir(a) != artifacts.labels_dir(b)
+    assert artifacts.labels_dir(a) == artifacts.labels_dir(make_cfg("teacher.batch_size=3"))
+
+
+def test_train_without_labels_says_run_label_first(make_cfg):
+    with pytest.raises(DistillError, match="stage=label"):
+        train.run(make_cfg())
+
+
+def test_eval_without_student_says_run_train_first(make_cfg):
+    with pytest.raises(DistillError, match="stage=train"):
+        evaluate.run(make_cfg())
+
+
+@pytest.mark.parametrize("targets", ["soft", "hard"])
+def test_label_train_eval(make_cfg, targets):
+    from transformers import pipeline
+
+    cfg = make_cfg(f"train.targets={targets}")
+    result = run_stage(cfg)
+    folder = result["train"]["student_dir"]
+    classify = pipeline("text-classification", model=folder)
+    assert classify("a great movie")[0]["label"] in {"negative", "positive"}
+    metrics = json.loads((artifacts.eval_dir(cfg) / "metrics.json").read_text())
+    teacher, student = metrics["models"]
+    assert teacher["role"] == "teacher" and student["role"] == "student"
+    assert metrics["n_heldout"] == 12
+    for entry in (teacher, student):
+        assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["macro_f1"] <= 1
+        assert set(entry["samples_per_s"]) == {"1", "4"} and min(entry["samples_per_s"].values()) > 0
+    assert 0 <= student["agreement_with_teacher"] <= 1
+    table = (artifacts.eval_dir(cfg) / "metrics.md").read_text()
+    assert "samples/s @4" in table and "agreement" in table
+
+
+def test_sweep_over_student_settings_reuses_one_labelling(make_cfg):
+    label.run(make_cfg())
+    a, b = make_cfg("train.lr=1e-5"), make_cfg("train.lr=3e-5")
+    assert artifacts.labels_file(a) == artifacts.labels_file(b)
+    assert artifacts.student_dir(a) != artifacts.student_dir(b)
+
+
+def test_wrong_labels_in_label_file(make_cfg, tmp_path):
+    cfg = make_cfg()
+    path = label.run(cfg)["labels_path"]
+    moved = tmp_path / "other.parquet"
+    shutil.copy(path, moved)
+    bad = make_cfg(f"train.labels_path={moved}", "data.labels=[bad,good]", "data.label_map=null")
+    with pytest.raises(DistillError, match="labelled with labels"):
+        train.run(bad)

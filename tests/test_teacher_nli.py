@@ -1,0 +1,158 @@
+"""NLITeacher: parity with transformers' zero-shot pipeline, batching/order invariance, truncation, errors."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import build_tiny_bert, require_model, require_shared
+from distill.config import TeacherConfig
+from distill.errors import DistillError
+from distill.teachers import TEACHERS, NLITeacher, build_teacher
+
+TEMPLATE = "this example is {}."
+LABELS = ["positive", "negative", "sports", "science"]
+TEXTS = [
+    "the movie was great",
+    "terrible",
+    "i hate this boring film, the plot was awful and the actors were bad",
+    "the team won the game",
+    "stocks and the market fell now",
+    "free prize! call now to claim your prize",
+    "fun",
+    "we love it, it was really so very good and fun and the story was great",
+    "space science news",
+    "why not?",
+    "she said the phone was fine",
+    "anger sadness joy optimism positive negative neutral world sports business sci tech news spam ham",
+]
+
+
+def make_teacher(folder, labels=LABELS, **overrides) -> NLITeacher:
+    cfg = TeacherConfig(name="tiny", model=str(folder), template=TEMPLATE, device="cpu", **overrides)
+    return NLITeacher(cfg, labels)
+
+
+def pipeline_probs(folder, texts, labels, multi_label) -> np.ndarray:
+    """The reference: transformers' pipeline, its score-sorted output mapped back to `labels` order."""
+    from transformers import pipeline
+
+    clf = pipeline("zero-shot-classification", model=str(folder), device="cpu")
+    out = clf(texts, candidate_labels=labels, hypothesis_template=TEMPLATE, multi_label=multi_label)
+    return np.array([[dict(zip(o["labels"], o["scores"]))[label] for label in labels] for o in out])
+
+
+@pytest.mark.parametrize("fixture,labels", [("tiny_nli_2way", LABELS[:3]), ("tiny_nli_3way", LABELS)])
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_matches_zero_shot_pipeline(request, fixture, labels, multi_label):
+    folder = request.getfixturevalue(fixture)
+    ours = make_teacher(folder, labels, multi_label=multi_label, batch_size=5).predict_proba(TEXTS)
+    ref = pipeline_probs(folder, TEXTS, labels, multi_label)
+
+    assert ours.dtype == np.float32 and ours.shape == (len(TEXTS), len(labels))
+    # The comparison means something only if the random model does not score every label alike.
+    assert np.abs(ref - (0.5 if multi_label else 1 / len(labels))).max() > 1e-3
+    assert len(set(ref.argmax(1))) > 1
+    assert np.abs(ours - ref).max() <= 1e-4
+    assert (ours.argmax(1) == ref.argmax(1)).all()
+    if not multi_label:
+        np.testing.assert_allclose(ours.sum(1), 1.0, atol=1e-5)
+
+
+def test_independent_of_batch_size_and_input_order(tiny_nli_3way):
+    teacher = make_teacher(tiny_nli_3way)
+    base = teacher.predict_proba(TEXTS, batch_size=64)
+    for batch_size in (1, 7):
+        np.testing.assert_allclose(teacher.predict_proba(TEXTS, batch_size=batch_size), base, atol=1e-5)
+
+    perm = np.random.default_rng(0).permutation(len(TEXTS))
+    shuffled = teacher.predict_proba([TEXTS[i] for i in perm], batch_size=7, progress=True)
+    np.testing.assert_allclose(shuffled, base[perm], atol=1e-5)
+
+
+def test_hypothesis_is_never_truncated(tiny_nli_2way):
+    teacher = make_teacher(tiny_nli_2way, max_length=16)
+    long_text = " ".join(TEXTS)
+    features = teacher.encode([long_text, "fun"])
+    for row, hypothesis in enumerate(teacher.hypotheses * 2):
+        ids = features["input_ids"][row]
+        hyp_ids = teacher.tokenizer(hypothesis, add_special_tokens=False)["input_ids"]
+        assert ids[-len(hyp_ids) - 1:-1] == hyp_ids  # [CLS] text [SEP] hypothesis [SEP]
+        assert len(ids) <= 16
+    assert len(features["input_ids"][0]) == 16  # the long text was cut, not the hypothesis
+    assert teacher.predict_proba([long_text]).shape == (1, len(LABELS))
+
+
+def test_max_length_without_room_for_the_hypothesis_fails_clearly(tiny_nli_2way):
+    with pytest.raises(DistillError, match="max_length"):
+        make_teacher(tiny_nli_2way, max_length=6)
+
+
+def test_edge_inputs(tiny_nli_2way):
+    teacher = make_teacher(tiny_nli_2way)
+    assert teacher.predict_proba([]).shape == (0, len(LABELS))
+    np.testing.assert_allclose(teacher.predict_proba("fun"), teacher.predict_proba(["fun"]))
+    with pytest.raises(DistillError, match="input 1 is float"):
+        teacher.predict_proba(["fun", float("nan")])
+    # max_length=512 on a model with 128 positions: capped, so a long text is cut rather than crashing.
+    assert teacher.max_length == 128
+    assert teacher.predict_proba([" ".join(TEXTS * 5)]).shape == (1, len(LABELS))
+
+
+def test_describe_is_json_and_names_the_setup(tiny_nli_3way):
+    info = make_teacher(tiny_nli_3way, multi_label=True).describe()
+    assert json.loads(json.dumps(info)) == info
+    assert info["kind"] == "nli" and info["model"] == str(tiny_nli_3way) and info["template"] == TEMPLATE
+    assert info["entailment_id"] == 2 and info["num_model_labels"] == 3 and info["multi_label"] is True
+    assert info["device"] == "cpu" and info["dtype"] == "float32"
+
+
+def test_model_without_entailment_label(tmp_path):
+    folder = build_tiny_bert(tmp_path / "yesno", {0: "yes", 1: "no"})
+    with pytest.raises(DistillError, match=r"no entailment output.*'no', 'yes'"):
+        make_teacher(folder)
+
+
+@pytest.mark.parametrize("template", ["This example is about sports.", "This is {label}."])
+def test_template_must_take_the_label(tiny_nli_2way, template):
+    cfg = TeacherConfig(name="tiny", model=str(tiny_nli_2way), template=template, device="cpu")
+    with pytest.raises(DistillError, match="teacher.template"):
+        NLITeacher(cfg, LABELS)
+
+
+def test_missing_local_model_folder(tmp_path):
+    missing = tmp_path / "models" / "absent-nli"
+    with pytest.raises(DistillError, match=f"{missing}.*fetch-models"):
+        make_teacher(missing)
+
+
+def test_build_teacher_from_composed_config(tiny_nli_2way):
+    cfg = OmegaConf.structured(TeacherConfig(name="tiny", model=str(tiny_nli_2way), device="cpu"))
+    assert set(TEACHERS) == {"nli"}
+    assert isinstance(build_teacher(cfg, ["positive", "negative"]), NLITeacher)
+    with pytest.raises(DistillError, match="at least one label"):
+        build_teacher(cfg, [])
+    cfg.kind = "gpt"
+    with pytest.raises(DistillError, match="'gpt' is unknown; known kinds: nli"):
+        build_teacher(cfg, ["positive", "negative"])
+
+
+@pytest.mark.integration
+def test_real_nli_teacher_on_sst2():
+    import pandas as pd
+
+    model = require_model("deberta-v3-nli")
+    frame = pd.read_csv(require_shared("data", "sst2", "dev.tsv"), sep="\t", quoting=csv.QUOTE_NONE).head(100)
+    cfg = TeacherConfig(name="deberta-v3-nli", model=str(model), template="This example is {}.")
+    teacher = NLITeacher(cfg, ["negative", "positive"])
+    start = time.perf_counter()
+    probs = teacher.predict_proba(frame["sentence"].tolist(), progress=True)
+    seconds = time.perf_counter() - start
+    accuracy = float((probs.argmax(1) == frame["label"].to_numpy()).mean())
+    print(f"\ndeberta-v3-nli on 100 SST-2 dev sentences: accuracy {accuracy:.2f}, "
+          f"{len(frame) / seconds:.1f} texts/s ({teacher.describe()['device']})")
+    assert accuracy >= 0.80
