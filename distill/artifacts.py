@@ -19,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from .data import data_fingerprint
 
 # Teacher settings that change the labels; batch size, device and dtype only change the speed.
-TEACHER_KEYS = ("kind", "model", "template", "multi_label", "max_length")
+TEACHER_KEYS = ("kind", "model", "template", "templates", "descriptions", "multi_label", "max_length", "temperature")
 # Student/train settings that change the student; `labels_path` is covered by the label key.
-TRAIN_EXCLUDE = ("device", "labels_path")
+TRAIN_EXCLUDE = ("device", "labels_path", "overwrite")
 
 
 def stable_hash(obj) -> str:
@@ -35,7 +35,7 @@ def outputs_root(cfg: DictConfig) -> Path:
 
 def teacher_identity(cfg: DictConfig) -> dict:
     teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
-    return {k: teacher[k] for k in TEACHER_KEYS if k in teacher}
+    return {k: teacher[k] for k in TEACHER_KEYS if teacher.get(k) is not None}
 
 
 def label_identity(cfg: DictConfig, split: str = "pool") -> dict:

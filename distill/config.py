@@ -63,12 +63,18 @@ class DataConfig:
 @dataclass
 class TeacherConfig:
     name: str = MISSING
-    kind: str = "nli"  # key of distill.teachers.TEACHERS
+    kind: str = "nli"  # key of distill.teachers.TEACHERS: nli | embedding | onnx
     model: str = MISSING  # local folder or Hugging Face hub id
     template: str = "This example is {}."
+    # Prompt ensemble: several templates, scores averaged over them (replaces `template` when set).
+    templates: Optional[List[str]] = None
+    # Per-label descriptions used instead of templates, several per label averaged
+    # (e.g. positive: ["This review is positive.", "The movie was good."]).
+    descriptions: Optional[Dict[str, List[str]]] = None
     multi_label: bool = False
-    batch_size: int = 64  # (text, hypothesis) pairs per forward pass
+    batch_size: int = 64  # nli/onnx: (text, hypothesis) pairs per forward pass; embedding: texts
     max_length: int = 512
+    temperature: float = 0.05  # embedding teacher: softmax(cosine / temperature)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
 
@@ -97,6 +103,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     labels_path: Optional[str] = None  # a label-stage parquet; None: the one this config's label stage wrote
+    overwrite: bool = False  # retrain even when this exact student was already trained
 
 
 @dataclass

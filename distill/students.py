@@ -151,9 +151,15 @@ def write_meta(out_dir: Path, summary: dict, probs: np.ndarray, labels, student,
     meta = {**summary, "labels": list(labels),
             "label_distribution": {"argmax_counts": dict(zip(labels, counts)),
                                    "mean_probs": dict(zip(labels, probs.mean(axis=0).round(4).tolist()))},
-            "student": OmegaConf.to_container(OmegaConf.create(student), resolve=True),
-            "train": OmegaConf.to_container(OmegaConf.create(train), resolve=True)}
+            "student": plain(student), "train": plain(train)}
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def plain(cfg) -> dict:
+    """A config node (DictConfig, resolved in place so `${paths.models}` still works, or a dataclass) as a dict."""
+    if OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
 class StudentClassifier:

@@ -32,7 +32,9 @@ def make_cfg(tmp_path, tiny_nli_2way, tiny_encoder):
     def make(*extra):
         return load_config([
             "data=sst2", f"paths.data={tmp_path / 'data'}", f"paths.outputs={tmp_path / 'out'}",
-            f"teacher.model={tiny_nli_2way}", f"student.model={tiny_encoder}", "data.pool_size=32",
+            # Models through ${paths.models}, as the real presets do, so interpolations are exercised.
+            f"paths.models={tiny_encoder.parent}", f"teacher.model={tiny_nli_2way}",
+            f"student.model=${{paths.models}}/{tiny_encoder.name}", "data.pool_size=32",
             "label.shard_size=10", "train.epochs=1", "train.batch_size=8",
             "eval.batch_sizes=[1,4]", "eval.bench_texts=8", "eval.warmup_batches=1", *extra])
     return make
@@ -121,3 +123,14 @@ def test_wrong_labels_in_label_file(make_cfg, tmp_path):
     bad = make_cfg(f"train.labels_path={moved}", "data.labels=[bad,good]", "data.label_map=null")
     with pytest.raises(DistillError, match="labelled with labels"):
         train.run(bad)
+
+
+def test_train_rerun_is_a_cache_hit_unless_overwrite(make_cfg):
+    cfg = make_cfg()
+    label.run(cfg)
+    first = train.run(cfg)
+    assert first["cached"] is False
+    again = train.run(cfg)
+    assert again["cached"] is True and again["student_dir"] == first["student_dir"]
+    assert again["n_texts"] == 32
+    assert train.run(make_cfg("train.overwrite=true"))["cached"] is False

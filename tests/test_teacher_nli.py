@@ -33,7 +33,7 @@ TEXTS = [
 
 
 def make_teacher(folder, labels=LABELS, **overrides) -> NLITeacher:
-    cfg = TeacherConfig(name="tiny", model=str(folder), template=TEMPLATE, device="cpu", **overrides)
+    cfg = TeacherConfig(name="tiny", model=str(folder), device="cpu", **{"template": TEMPLATE, **overrides})
     return NLITeacher(cfg, labels)
 
 
@@ -156,3 +156,36 @@ def test_real_nli_teacher_on_sst2():
     print(f"\ndeberta-v3-nli on 100 SST-2 dev sentences: accuracy {accuracy:.2f}, "
           f"{len(frame) / seconds:.1f} texts/s ({teacher.describe()['device']})")
     assert accuracy >= 0.80
+
+
+def test_prompt_ensemble_averages_entailment_logits(tiny_nli_3way):
+    """Two templates: the ensemble is softmax of the mean entailment logits of the single-template runs."""
+    other = "the topic is {}!"
+    p1 = make_teacher(tiny_nli_3way).predict_proba(TEXTS)
+    p2 = make_teacher(tiny_nli_3way, template=other).predict_proba(TEXTS)
+    both = make_teacher(tiny_nli_3way, templates=[TEMPLATE, other]).predict_proba(TEXTS)
+    mean_log = (np.log(p1) + np.log(p2)) / 2  # log-softmax differs from the logits by a per-row constant
+    expected = np.exp(mean_log) / np.exp(mean_log).sum(axis=1, keepdims=True)
+    assert np.abs(both - expected).max() < 1e-5
+    assert np.abs(both - p1).max() > 1e-3  # the second template really takes part
+
+
+def test_per_label_descriptions_are_the_hypotheses(tiny_nli_2way):
+    sentences = {"positive": ["the movie was great."], "negative": ["the movie was awful.", "it was bad."]}
+    teacher = make_teacher(tiny_nli_2way, labels=["positive", "negative"], descriptions=sentences)
+    assert teacher.hypotheses == ["the movie was great.", "the movie was awful.", "it was bad."]
+    got = teacher.predict_proba(TEXTS)
+    # Same as scoring each sentence as its own label with the identity template, then averaging logits.
+    singles = make_teacher(tiny_nli_2way, labels=teacher.hypotheses, template="{}").predict_proba(TEXTS)
+    logs = np.log(singles)
+    mean_log = np.stack([logs[:, 0], (logs[:, 1] + logs[:, 2]) / 2], axis=1)
+    expected = np.exp(mean_log) / np.exp(mean_log).sum(axis=1, keepdims=True)
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_descriptions_must_cover_every_label(tiny_nli_2way):
+    with pytest.raises(DistillError, match="teacher.descriptions"):
+        make_teacher(tiny_nli_2way, labels=["positive", "negative"], descriptions={"positive": ["good."]})
+    with pytest.raises(DistillError, match="unknown: \\['neutral'\\]"):
+        make_teacher(tiny_nli_2way, labels=["positive", "negative"],
+                     descriptions={"positive": ["good."], "negative": ["bad."], "neutral": ["meh."]})

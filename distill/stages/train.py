@@ -1,6 +1,7 @@
 """Stage `train`: fine-tune the student on the teacher's labels (soft probabilities or hard argmax)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ from ..labelstore import read_labels
 from ..students import train_student
 
 log = logging.getLogger(__name__)
+SUMMARY_KEYS = ("train_loss", "seconds", "n_texts")
 
 
 def find_labels(cfg: DictConfig) -> Path:
@@ -31,8 +33,14 @@ def find_labels(cfg: DictConfig) -> Path:
 
 def run(cfg: DictConfig) -> dict:
     labels_path = find_labels(cfg)
-    texts, probs = read_labels(labels_path, list(cfg.data.labels))
     out_dir = artifacts.student_dir(cfg)
+    done = out_dir / "distill_train.json"
+    if done.exists() and not cfg.train.overwrite:
+        log.info("train: this student was already trained with these labels and settings (cache hit; "
+                 "train.overwrite=true retrains) -> %s", out_dir)
+        return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": True,
+                **{k: v for k, v in json.loads(done.read_text()).items() if k in SUMMARY_KEYS}}
+    texts, probs = read_labels(labels_path, list(cfg.data.labels))
     summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir)
     artifacts.write_json(out_dir / "distill_config.json", {
         "labels_path": str(labels_path),
@@ -40,4 +48,4 @@ def run(cfg: DictConfig) -> dict:
     })
     log.info("train: %s student on %d %s teacher labels in %.0f s -> %s", cfg.student.name, len(texts),
              cfg.train.targets, summary.get("seconds", 0.0), out_dir)
-    return {"student_dir": str(out_dir), "labels_path": str(labels_path), **summary}
+    return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}

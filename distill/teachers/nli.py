@@ -40,17 +40,21 @@ class NLITeacher(Teacher):
         self.labels = list(labels)
         # A softmax over one label is always 1, so one label is scored entail-vs-contradict.
         self.multi_label = bool(cfg.multi_label) or len(self.labels) == 1
-        self.hypotheses = make_hypotheses(cfg.template, self.labels)
+        self.hypotheses, owner = hypotheses_for(cfg, self.labels)
+        # [H, K]: averages each label's hypotheses (one per label unless a prompt ensemble is set).
+        self.pool_matrix = np.zeros((len(self.hypotheses), len(self.labels)), dtype=np.float32)
+        self.pool_matrix[np.arange(len(owner)), owner] = 1.0
+        self.pool_matrix /= self.pool_matrix.sum(axis=0, keepdims=True)
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        self.tokenizer, self.model = load_nli_model(cfg.model, self.device, self.dtype)
-        label2id = dict(self.model.config.label2id)
+        self.tokenizer, self.config = self._load()
+        label2id = dict(self.config.label2id)
         self.entailment_id = entailment_id(label2id, cfg.model)
         self.contradiction_id = contradiction_id(label2id, self.entailment_id, cfg.model) if self.multi_label else None
         self.max_length = self._pair_max_length(cfg.max_length)
         self.input_names = list(self.tokenizer.model_input_names)
         log.info("teacher %s: %s (%d-way NLI, entailment=%d) on %s in %s", self.name, cfg.model,
-                 self.model.config.num_labels, self.entailment_id, self.device, self.dtype)
+                 self.config.num_labels, self.entailment_id, self.device, self.dtype)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None,
                       progress: bool = False) -> np.ndarray:
@@ -59,12 +63,13 @@ class NLITeacher(Teacher):
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         logits = self._pair_logits(texts, batch_size or self.cfg.batch_size, progress)
-        return self._scores(logits.reshape(len(texts), len(self.labels), -1))
+        return self._scores(logits.reshape(len(texts), len(self.hypotheses), -1))
 
     def describe(self) -> dict:
         return {"kind": "nli", "model": self.cfg.model, "template": self.cfg.template,
+                "hypotheses": self.hypotheses,
                 "multi_label": self.multi_label, "entailment_id": self.entailment_id,
-                "num_model_labels": int(self.model.config.num_labels), "max_length": self.max_length,
+                "num_model_labels": int(self.config.num_labels), "max_length": self.max_length,
                 "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
 
     def encode(self, texts: list[str]) -> dict:
@@ -80,16 +85,23 @@ class NLITeacher(Teacher):
         lengths = np.array([len(ids) for ids in features["input_ids"]])
         # Longest first: a batch too big for memory fails at once, not at the end of a long run.
         order = np.argsort(-lengths, kind="stable")
-        logits = np.empty((len(order), self.model.config.num_labels), dtype=np.float32)
+        logits = np.empty((len(order), self.config.num_labels), dtype=np.float32)
         with tqdm(total=len(order), desc=f"teacher {self.name}", unit="pair", disable=not progress,
                   leave=False) as bar:
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
-                batch = self.tokenizer.pad({k: [v[i] for i in rows] for k, v in features.items()},
-                                           return_tensors="pt")
-                logits[rows] = self._forward(batch)
+                logits[rows] = self._forward(self._pad({k: [v[i] for i in rows] for k, v in features.items()}))
                 bar.update(len(rows))
         return logits
+
+    def _load(self):
+        """(tokenizer, model config); a backend other than torch overrides this, `_pad` and `_forward`."""
+        tokenizer, self.model = load_nli_model(self.cfg.model, self.device, self.dtype)
+        return tokenizer, self.model.config
+
+    def _pad(self, features: dict):
+        """Pad one batch of pairs to its own longest pair."""
+        return self.tokenizer.pad(features, return_tensors="pt")
 
     @torch.inference_mode()
     def _forward(self, batch) -> np.ndarray:
@@ -97,16 +109,21 @@ class NLITeacher(Teacher):
         return self.model(**batch.to(self.device)).logits.float().cpu().numpy()
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
-        """[N, K, C] logits -> [N, K] probabilities (see the class docstring)."""
+        """[N, H, C] logits of every hypothesis -> [N, K] label probabilities.
+
+        Single-label: each label's entailment logits averaged over its hypotheses, softmax over labels
+        (with one hypothesis per label, exactly the pipeline). Multi-label: each hypothesis scored
+        entailment vs contradiction, probabilities averaged over a label's hypotheses.
+        """
         if self.multi_label:
             pair = logits[..., [self.contradiction_id, self.entailment_id]]
-            return softmax(pair)[..., 1].astype(np.float32)
-        return softmax(logits[..., self.entailment_id]).astype(np.float32)
+            return (softmax(pair)[..., 1] @ self.pool_matrix).astype(np.float32)
+        return softmax(logits[..., self.entailment_id] @ self.pool_matrix).astype(np.float32)
 
     def _pair_max_length(self, max_length: int) -> int:
         """teacher.max_length capped by the model, checked to leave room for every full hypothesis."""
         # Tokenizers saved without model_max_length claim ~1e30; the position table is the real limit.
-        positions = getattr(self.model.config, "max_position_embeddings", None) or int(max_length)
+        positions = getattr(self.config, "max_position_embeddings", None) or int(max_length)
         limit = min(int(max_length), self.tokenizer.model_max_length, positions)
         specials = self.tokenizer.num_special_tokens_to_add(pair=True)
         lengths = [len(ids) for ids in self.tokenizer(self.hypotheses, add_special_tokens=False)["input_ids"]]
@@ -162,6 +179,26 @@ def make_hypotheses(template: str, labels: list[str]) -> list[str]:
     if not takes_label:
         raise DistillError(f"teacher.template '{template}' has no {{}} for the label; {hint}")
     return [template.format(label) for label in labels]
+
+
+def hypotheses_for(cfg: TeacherConfig, labels: list[str]) -> tuple[list[str], list[int]]:
+    """Every hypothesis and the index of the label it speaks for.
+
+    `teacher.descriptions` (label -> sentences) wins over `teacher.templates` (a prompt ensemble),
+    which wins over the single `teacher.template`.
+    """
+    if cfg.descriptions:
+        described = dict(cfg.descriptions)
+        unknown = sorted(set(described) - set(labels))
+        missing = [label for label in labels if not described.get(label)]
+        if unknown or missing:
+            raise DistillError(f"teacher.descriptions must give at least one sentence for every label "
+                               f"{labels}; missing: {missing}, unknown: {unknown}")
+        pairs = [(text, k) for k, label in enumerate(labels) for text in described[label]]
+    else:
+        templates = list(cfg.templates) if cfg.templates else [cfg.template]
+        pairs = [(h, k) for template in templates for k, h in enumerate(make_hypotheses(template, labels))]
+    return [h for h, _ in pairs], [k for _, k in pairs]
 
 
 def as_text_list(texts: Sequence[str]) -> list[str]:

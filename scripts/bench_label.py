@@ -1,0 +1,290 @@
+"""Benchmark the label engine: distill's NLITeacher vs transformers' zero-shot pipeline vs txtai Labels.
+
+One process, same NLI model, device, dtype and held-out texts for all three. Each is timed on the whole
+list after an untimed warm-up on a few texts, compared with the pipeline (argmax agreement, max |dp|)
+and scored against gold (for information). Positional arguments are Hydra overrides for every data set:
+
+    python scripts/bench_label.py --datasets sst2,ag_news --out outputs/bench/label.json teacher.dtype=float32
+
+Padding efficiency (real tokens / padded tokens) follows how each contender batches its N x K pairs:
+distill sorts them longest first into `teacher.batch_size` batches (replayed here with the teacher's own
+`encode`); the pipeline takes them in input order, 32 a batch; txtai's Labels passes no batch_size, so
+the pipeline forwards one pair at a time. Peak RSS is VmHWM, reset before each contender (Linux only;
+elsewhere getrusage's lifetime peak, which later contenders inherit).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import gc
+import inspect
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from tqdm.auto import tqdm
+
+from distill.config import load_config
+from distill.data import load_heldout
+from distill.device import resolve_device, resolve_dtype
+from distill.errors import DistillError
+from distill.metrics import label_ids, markdown_table
+from distill.teachers import build_teacher
+
+log = logging.getLogger("bench_label")
+
+CONTENDERS = ("distill", "pipeline", "txtai")
+HELDOUT_SIZE = {"sst2": None, "ag_news": 1000}  # None: the whole held-out set (sst2: 872 dev sentences)
+PIPELINE_BATCH = 32  # pairs a forward pass, as the pipeline counts them
+WARMUP_TEXTS = 4
+
+
+# --- memory and padding -------------------------------------------------------------------------------
+
+def reset_peak_rss() -> bool:
+    """Free what the last contender left and reset the RSS high-water mark; False where it cannot be reset."""
+    gc.collect()
+    try:  # glibc keeps freed small blocks in the heap; hand them back so they do not count twice
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """RSS high-water mark in MiB: VmHWM on Linux, else ru_maxrss (kB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def padding_efficiency(lengths, batch_size: int, order=None) -> float:
+    """Real tokens / padded tokens when `lengths` are forwarded in `order`, batches padded to their longest."""
+    lengths = np.asarray(lengths)[order if order is not None else slice(None)]
+    batches = np.split(lengths, range(batch_size, len(lengths), batch_size))
+    return float(lengths.sum() / sum(b.max() * len(b) for b in batches))
+
+
+def pair_lengths(tokenizer, texts: list[str], hypotheses: list[str]) -> np.ndarray:
+    """Token count of every (text, hypothesis) pair, text-major, truncating only the text (as the pipeline)."""
+    premises = [t for t in texts for _ in hypotheses]
+    ids = tokenizer(premises, hypotheses * len(texts), truncation="only_first")["input_ids"]
+    return np.array([len(x) for x in ids])
+
+
+def to_probs(ranked: list[list[tuple[str | int, float]]], labels: list[str]) -> np.ndarray:
+    """Score-sorted (label or label index, score) rows -> [N, K] probabilities in `labels` order."""
+    probs = np.zeros((len(ranked), len(labels)), dtype=np.float32)
+    for row, pairs in zip(probs, ranked):
+        for label, score in pairs:
+            row[label if isinstance(label, int) else labels.index(label)] = score
+    return probs
+
+
+# --- contenders: each returns (predict(texts) -> [N, K] probs, padding(texts) -> efficiency, info) ------
+
+def make_distill(cfg, labels, template, device, dtype):
+    teacher = build_teacher(cfg.teacher, labels)
+
+    def padding(texts):
+        # Replays NLITeacher._pair_logits: longest pair first (stable), teacher.batch_size pairs a batch.
+        lengths = np.array([len(ids) for ids in teacher.encode(texts)["input_ids"]])
+        return padding_efficiency(lengths, teacher.cfg.batch_size, np.argsort(-lengths, kind="stable"))
+
+    info = {"template": teacher.cfg.template, "batch_pairs": teacher.cfg.batch_size, "order": "longest first",
+            "dtype": teacher.dtype}
+    return teacher.predict_proba, padding, info
+
+
+def make_pipeline(cfg, labels, template, device, dtype):
+    clf = transformers.pipeline("zero-shot-classification", model=model_folder(cfg), device=device, dtype=dtype)
+
+    def predict(texts):
+        out = clf(texts, candidate_labels=labels, hypothesis_template=template, batch_size=PIPELINE_BATCH)
+        return to_probs([list(zip(o["labels"], o["scores"])) for o in out], labels)
+
+    def padding(texts):
+        hypotheses = [template.format(label) for label in labels]
+        return padding_efficiency(pair_lengths(clf.tokenizer, texts, hypotheses), PIPELINE_BATCH)
+
+    return predict, padding, {"template": template, "batch_pairs": PIPELINE_BATCH, "order": "input",
+                              "dtype": clf.model.dtype}
+
+
+def make_txtai(cfg, labels, template, device, dtype):
+    from txtai.pipeline import Labels
+
+    # Its defaults for everything about inference; only device and dtype are pinned to distill's.
+    model = Labels(path=model_folder(cfg), gpu=device, dtype=dtype)
+    clf = model.pipeline
+    # Labels never passes a template, so the pipeline's own default applies; read it rather than assume it.
+    own_template = inspect.signature(clf.preprocess).parameters["hypothesis_template"].default
+    batch = clf._batch_size or 1  # Labels passes no batch_size: the pipeline forwards one pair at a time
+
+    def predict(texts):
+        return to_probs(model(texts, labels), labels)  # [(index into labels, score)], softmax over labels
+
+    def padding(texts):
+        hypotheses = [own_template.format(label) for label in labels]
+        return padding_efficiency(pair_lengths(clf.tokenizer, texts, hypotheses), batch)
+
+    return predict, padding, {"template": own_template, "batch_pairs": batch, "order": "input",
+                              "dtype": clf.model.dtype}
+
+
+MAKERS = {"distill": make_distill, "pipeline": make_pipeline, "txtai": make_txtai}
+
+
+def model_folder(cfg) -> str:
+    """teacher.model as a folder the pipeline and txtai load directly (they do not expand `~`)."""
+    return os.path.expanduser(cfg.teacher.model)
+
+
+# --- one data set -------------------------------------------------------------------------------------
+
+def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, np.ndarray, dict]:
+    """Build, warm up, time one contender on all texts; its metrics (without the pipeline comparison)."""
+    resettable = reset_peak_rss()
+    predict, padding, info = MAKERS[name](cfg, labels, cfg.teacher.template, device, dtype)
+    predict(texts[:WARMUP_TEXTS])
+    start = time.perf_counter()
+    probs = predict(texts)
+    seconds = time.perf_counter() - start
+    peak = peak_rss_mb()
+    result = {"texts_per_s": len(texts) / seconds, "seconds": seconds, "padding_efficiency": padding(texts),
+              "peak_rss_mb": peak, "accuracy": float((probs.argmax(1) == gold).mean())}
+    info.update(dtype=str(info["dtype"]).removeprefix("torch."),
+                rss="VmHWM, reset per contender" if resettable else "ru_maxrss, process-lifetime peak")
+    return result, probs, info
+
+
+def bench_dataset(name: str, contenders: list[str], n_texts: int | None, overrides: list[str], bar):
+    """(the data set's JSON entry, the settings each contender ran with)."""
+    size = min(filter(None, [HELDOUT_SIZE.get(name), n_texts]), default=None)
+    cfg = load_config([f"data={name}", "teacher=deberta-v3-nli", f"data.heldout_size={size or 'null'}", *overrides])
+    labels = list(cfg.data.labels)
+    heldout = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
+    texts, gold = heldout.texts, label_ids(heldout.gold, labels)
+    device = resolve_device(cfg.teacher.device)
+    dtype = resolve_dtype(cfg.teacher.dtype, device)
+    results, probs, infos = {}, {}, {}
+    for contender in contenders:
+        bar.set_postfix_str(f"{name}/{contender}")
+        results[contender], probs[contender], infos[contender] = run_contender(
+            contender, cfg, labels, texts, gold, device, dtype)
+        gc.collect()
+        r = results[contender]
+        log.info("%s/%s: %d texts in %.1f s (%.1f texts/s), peak RSS %.0f MiB", name, contender, len(texts),
+                 r["seconds"], r["texts_per_s"], r["peak_rss_mb"])
+        bar.update()
+    reference = probs.get("pipeline")
+    for contender, result in results.items():
+        ours = probs[contender]
+        same = reference is not None and ours.shape == reference.shape
+        result["agreement_with_pipeline"] = float((ours.argmax(1) == reference.argmax(1)).mean()) if same else None
+        result["max_abs_diff_vs_pipeline"] = float(np.abs(ours - reference).max()) if same else None
+    speed = {c: r["texts_per_s"] for c, r in results.items()}
+    entry = {"n_texts": len(texts), "n_labels": len(labels), "contenders": results,
+             "agreement_with_pipeline": results.get("distill", {}).get("agreement_with_pipeline"),
+             "speedup_vs_pipeline": speedup(speed, "pipeline"), "speedup_vs_txtai": speedup(speed, "txtai")}
+    return entry, {"model": model_folder(cfg), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+                   "contenders": infos}
+
+
+def speedup(speed: dict, other: str) -> float | None:
+    return speed["distill"] / speed[other] if "distill" in speed and other in speed else None
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version()}
+
+
+def table(results: dict) -> str:
+    header = ["data set", "contender", "texts/s", "seconds", "padding eff.", "peak RSS MiB", "accuracy",
+              "agreement w/ pipeline", "max abs diff vs pipeline"]
+    rows = [[name, c, r["texts_per_s"], r["seconds"], r["padding_efficiency"], r["peak_rss_mb"], r["accuracy"],
+             r["agreement_with_pipeline"], r["max_abs_diff_vs_pipeline"]]
+            for name, entry in results.items() if not name.startswith("_") for c, r in entry["contenders"].items()]
+    return markdown_table(header, rows)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="sst2,ag_news", help="comma-separated conf/data presets")
+    parser.add_argument("--n-texts", type=int, default=None, help="cap on held-out texts per data set")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset of the default")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench/label.json"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. teacher.dtype=float32")
+    args = parser.parse_args(argv)
+    args.datasets, args.contenders = args.datasets.split(","), args.contenders.split(",")
+    unknown = sorted(set(args.contenders) - set(CONTENDERS))
+    if unknown:
+        parser.error(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, write `--out` (JSON) and a markdown table next to it; return the JSON."""
+    args = parse_args(argv)
+    if "txtai" in args.contenders:
+        import txtai.pipeline  # noqa: F401  imported before the first reset, as torch and transformers are
+    results, settings = {}, {}
+    with tqdm(total=len(args.datasets) * len(args.contenders), desc="bench label", unit="run") as bar:
+        for name in args.datasets:
+            results[name], settings[name] = bench_dataset(name, args.contenders, args.n_texts, args.overrides,
+                                                          bar)
+    first = next(iter(settings.values()))
+    results["_meta"] = {
+        "machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "txtai": version("txtai")},
+        "model": first["model"], "device": first["device"], "dtype": first["dtype"], "warmup_texts": WARMUP_TEXTS,
+        "overrides": args.overrides, "contenders": {name: s["contenders"] for name, s in settings.items()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    how = "; ".join(f"{c}: template '{i['template']}', {i['batch_pairs']} pair(s) a batch in {i['order']} order, "
+                    f"{i['dtype']}" for c, i in first["contenders"].items())
+    report = (f"{table(results)}\n\nModel {first['model']} on {results['_meta']['machine']['cpu']} "
+              f"({first['device']}). {how}. Peak RSS: {next(iter(first['contenders'].values()))['rss']}.\n")
+    args.out.with_suffix(".md").write_text(report)
+    print(report)
+    return results
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # txtai imports faiss, which logs its CPU probing
+    try:
+        main()
+    except DistillError as e:
+        sys.exit(f"bench_label: error: {e}")

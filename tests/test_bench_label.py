@@ -1,0 +1,59 @@
+"""scripts/bench_label.py in-process on a tiny NLI model and 8 SST-2-shaped texts: the JSON and table it writes."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from test_stages import write_sst2_like
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_label.py"
+METRICS = {"texts_per_s", "seconds", "padding_efficiency", "peak_rss_mb", "accuracy", "agreement_with_pipeline",
+           "max_abs_diff_vs_pipeline"}
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_label", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_label_writes_json_and_table(tmp_path, tiny_nli_2way, capsys):
+    write_sst2_like(tmp_path / "data", n_dev=8)
+    out = tmp_path / "bench" / "label.json"
+    results = load_script().main(["--datasets", "sst2", "--out", str(out), f"paths.data={tmp_path / 'data'}",
+                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.batch_size=5"])
+
+    assert json.loads(out.read_text()) == results
+    assert set(results) == {"sst2", "_meta"}
+    sst2 = results["sst2"]
+    assert set(sst2) == {"n_texts", "n_labels", "contenders", "agreement_with_pipeline", "speedup_vs_pipeline",
+                         "speedup_vs_txtai"}
+    assert (sst2["n_texts"], sst2["n_labels"]) == (8, 2)
+    assert set(sst2["contenders"]) == {"distill", "pipeline", "txtai"}
+    for name, r in sst2["contenders"].items():
+        assert set(r) == METRICS, name
+        assert r["texts_per_s"] > 0 and r["peak_rss_mb"] > 0 and 0 < r["padding_efficiency"] <= 1
+        # Same model, same template (txtai's default is the pipeline's): same labels, same probabilities.
+        assert r["agreement_with_pipeline"] == 1.0 and r["max_abs_diff_vs_pipeline"] < 1e-4, name
+    assert sst2["agreement_with_pipeline"] == sst2["contenders"]["distill"]["agreement_with_pipeline"]
+    # txtai forwards one pair at a time (no padding); distill's length sort pads no more than input order.
+    assert sst2["contenders"]["txtai"]["padding_efficiency"] == 1.0
+    assert sst2["contenders"]["distill"]["padding_efficiency"] >= sst2["contenders"]["pipeline"]["padding_efficiency"]
+    meta = results["_meta"]
+    assert meta["model"] == str(tiny_nli_2way) and meta["dtype"] == "float32"
+    assert {"torch", "transformers", "txtai"} <= set(meta["versions"]) and meta["machine"]["cores"] >= 1
+    assert meta["contenders"]["sst2"]["txtai"]["template"] == "This example is {}."
+    assert {c["dtype"] for c in meta["contenders"]["sst2"].values()} == {"float32"}
+
+    table = out.with_suffix(".md").read_text()
+    assert table.count("| sst2 |") == 3 and "txtai" in table
+    assert "| sst2 | distill |" in capsys.readouterr().out
+
+
+def test_padding_efficiency_counts_pad_tokens_per_batch():
+    efficiency = load_script().padding_efficiency
+    assert efficiency([1, 4, 1, 4], 2) == 10 / 16  # each batch padded to 4
+    assert efficiency([1, 4, 1, 4], 2, order=[1, 3, 0, 2]) == 1.0  # sorted: no padding
+    assert efficiency([3, 2, 1], 2) == 6 / 7  # a short last batch pads only to its own longest
