@@ -73,6 +73,7 @@ class TeacherConfig:
     descriptions: Optional[Dict[str, List[str]]] = None
     multi_label: bool = False
     batch_size: int = 64  # nli/onnx: (text, hypothesis) pairs per forward pass; embedding: texts
+    max_tokens: Optional[int] = None  # nli: also cap each batch at this many padded tokens (short pairs, bigger batches)
     max_length: int = 512
     temperature: float = 0.05  # embedding teacher: softmax(cosine / temperature)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps

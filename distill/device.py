@@ -25,14 +25,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bfloat16 matrix instructions (AMX or AVX512-BF16); elsewhere bf16 is
+    emulated and slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """`auto`: bfloat16 on GPUs that support it, float16 on older GPUs, float32 elsewhere."""
+    """`auto`: bfloat16 on GPUs that support it, float16 on older GPUs, bfloat16 on CPUs with AMX or
+    AVX512-BF16, float32 elsewhere."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "mps":
             return torch.float16
-        return torch.float32
+        return torch.bfloat16 if cpu_has_bf16() else torch.float32
     if name not in DTYPES:
         raise DistillError(f"dtype '{name}' is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]

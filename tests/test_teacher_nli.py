@@ -189,3 +189,65 @@ def test_descriptions_must_cover_every_label(tiny_nli_2way):
     with pytest.raises(DistillError, match="unknown: \\['neutral'\\]"):
         make_teacher(tiny_nli_2way, labels=["positive", "negative"],
                      descriptions={"positive": ["good."], "negative": ["bad."], "neutral": ["meh."]})
+
+
+@pytest.mark.parametrize("buckets,length", [(256, 40), (8, 40), (-1, 24)])
+def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
+    """The compact relative attention gives the same logits as transformers' own, with and without
+    log-bucketed positions (buckets=8 < length) and with padding in the batch."""
+    import copy
+
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    from distill.teachers import fast_deberta
+    from distill.teachers.fast_deberta import install
+
+    calls = []
+    real = fast_deberta.compact_bias
+    monkeypatch.setattr(fast_deberta, "compact_bias", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    config = DebertaV2Config(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=128, relative_attention=True, position_buckets=buckets,
+        max_relative_positions=-1, pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm",
+        position_biased_input=False, initializer_range=0.3, num_labels=3)
+    reference = DebertaV2ForSequenceClassification(config).eval()
+    fast = copy.deepcopy(reference)
+    assert install(fast) == 2
+    ids = torch.randint(5, 100, (6, length))
+    mask = torch.ones_like(ids)
+    mask[2, length // 2:] = 0
+    mask[4, 3:] = 0
+    with torch.inference_mode():
+        want = reference(input_ids=ids, attention_mask=mask).logits
+        got = fast(input_ids=ids, attention_mask=mask).logits
+    assert len(calls) == 2  # the compact path really ran, once per layer
+    assert want.abs().max() > 0.5  # logits far from zero, so the comparison means something
+    assert (want - got).abs().max() < 1e-5
+
+
+def test_compact_attention_leaves_other_models_alone(tiny_nli_2way):
+    from transformers import AutoModelForSequenceClassification
+
+    from distill.teachers.fast_deberta import install
+
+    assert install(AutoModelForSequenceClassification.from_pretrained(tiny_nli_2way)) == 0
+
+
+def test_token_budget_batches():
+    from distill.teachers.nli import batches
+
+    lengths = np.array([10, 50, 20, 20, 5, 5, 5, 5])
+    order = np.argsort(-lengths, kind="stable")
+    got = [list(b) for b in batches(order, lengths, batch_size=4, max_tokens=60)]
+    assert [i for b in got for i in b] == list(order)  # every pair once, in order
+    assert all(len(b) * lengths[b[0]] <= 60 or len(b) == 1 for b in got)
+    assert max(len(b) for b in got) == 4  # the short pairs fill whole batches
+    assert [list(b) for b in batches(order, lengths, 3, None)] == [list(order[:3]), list(order[3:6]), list(order[6:])]
+
+
+def test_token_budget_gives_the_same_probabilities(tiny_nli_3way):
+    plain = make_teacher(tiny_nli_3way).predict_proba(TEXTS)
+    budget = make_teacher(tiny_nli_3way, max_tokens=40).predict_proba(TEXTS)
+    assert np.abs(plain - budget).max() < 1e-5

@@ -21,6 +21,7 @@ from ..config import TeacherConfig
 from ..device import resolve_device, resolve_dtype
 from ..errors import DistillError
 from ..hub import load_error, resolve_model_ref
+from . import fast_deberta
 from .base import Teacher
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ class NLITeacher(Teacher):
         logits = np.empty((len(order), self.config.num_labels), dtype=np.float32)
         with tqdm(total=len(order), desc=f"teacher {self.name}", unit="pair", disable=not progress,
                   leave=False) as bar:
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
+            for rows in batches(order, lengths, batch_size, self.cfg.max_tokens):
                 logits[rows] = self._forward(self._pad({k: [v[i] for i in rows] for k, v in features.items()}))
                 bar.update(len(rows))
         return logits
@@ -97,6 +97,8 @@ class NLITeacher(Teacher):
     def _load(self):
         """(tokenizer, model config); a backend other than torch overrides this, `_pad` and `_forward`."""
         tokenizer, self.model = load_nli_model(self.cfg.model, self.device, self.dtype)
+        # DeBERTa-v2/v3: same logits, about half the CPU time on short texts (see fast_deberta.py).
+        self.compact_layers = fast_deberta.install(self.model)
         return tokenizer, self.model.config
 
     def _pad(self, features: dict):
@@ -199,6 +201,19 @@ def hypotheses_for(cfg: TeacherConfig, labels: list[str]) -> tuple[list[str], li
         templates = list(cfg.templates) if cfg.templates else [cfg.template]
         pairs = [(h, k) for template in templates for k, h in enumerate(make_hypotheses(template, labels))]
     return [h for h, _ in pairs], [k for _, k in pairs]
+
+
+def batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int | None):
+    """Consecutive slices of `order` (longest first) of at most `batch_size` pairs and, when
+    `max_tokens` is set, at most that many padded tokens: short pairs travel in bigger batches."""
+    start = 0
+    while start < len(order):
+        size = batch_size
+        if max_tokens:
+            # The first pair of a slice is its longest, so it sets the padded length.
+            size = max(1, min(batch_size, max_tokens // int(lengths[order[start]])))
+        yield order[start:start + size]
+        start += size
 
 
 def as_text_list(texts: Sequence[str]) -> list[str]:
