@@ -43,7 +43,7 @@ def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tup
     teacher = build_teacher(cfg.teacher, labels)
     held = label_split(cfg, "heldout", teacher=teacher)  # cached and resumable like any labelling
     probs = read_labels(held.path, labels)[1]
-    speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=bs * len(labels)), texts,
+    speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), texts,
                        cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher")
     return _entry(cfg.teacher.name, "teacher", probs, gold, speed, {"model": str(cfg.teacher.model)}), probs
 

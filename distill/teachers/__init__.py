@@ -4,9 +4,11 @@ from __future__ import annotations
 from ..config import TeacherConfig
 from ..errors import DistillError
 from .base import Teacher
+from .embedding import EmbeddingTeacher
 from .nli import NLITeacher
+from .onnx_nli import ONNXNLITeacher
 
-TEACHERS = {"nli": NLITeacher}
+TEACHERS = {"nli": NLITeacher, "embedding": EmbeddingTeacher, "onnx": ONNXNLITeacher}
 
 
 def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
@@ -21,4 +23,4 @@ def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
     return TEACHERS[cfg.kind](cfg, labels)
 
 
-__all__ = ["TEACHERS", "Teacher", "NLITeacher", "build_teacher"]
+__all__ = ["TEACHERS", "Teacher", "NLITeacher", "EmbeddingTeacher", "ONNXNLITeacher", "build_teacher"]

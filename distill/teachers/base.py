@@ -22,6 +22,10 @@ class Teacher(ABC):
                       progress: bool = False) -> np.ndarray:
         """Float32 [len(texts), len(labels)] probabilities; `progress` shows a bar on long calls."""
 
+    def batch_size_for(self, n_texts: int) -> int:
+        """The `batch_size` that makes one forward pass over `n_texts` texts (NLI counts pairs)."""
+        return n_texts
+
     def describe(self) -> dict:
         """JSON-able settings that determine the outputs, written next to the labels they produced."""
         return {"kind": type(self).__name__, "name": self.name, "labels": list(self.labels)}

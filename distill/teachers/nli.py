@@ -66,6 +66,9 @@ class NLITeacher(Teacher):
         logits = self._pair_logits(texts, batch_size or self.cfg.batch_size, progress)
         return self._scores(logits.reshape(len(texts), len(self.hypotheses), -1))
 
+    def batch_size_for(self, n_texts: int) -> int:
+        return n_texts * len(self.hypotheses)
+
     def describe(self) -> dict:
         return {"kind": "nli", "model": self.cfg.model, "template": self.cfg.template,
                 "hypotheses": self.hypotheses,
