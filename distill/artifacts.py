@@ -35,7 +35,8 @@ def outputs_root(cfg: DictConfig) -> Path:
 
 def teacher_identity(cfg: DictConfig) -> dict:
     teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
-    return {k: teacher[k] for k in TEACHER_KEYS if teacher.get(k) is not None}
+    # Unset options are left out, so adding a new option to the schema keeps existing keys valid.
+    return {k: teacher[k] for k in TEACHER_KEYS if teacher.get(k) not in (None, {}, [])}
 
 
 def label_identity(cfg: DictConfig, split: str = "pool") -> dict:

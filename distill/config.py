@@ -70,7 +70,7 @@ class TeacherConfig:
     templates: Optional[List[str]] = None
     # Per-label descriptions used instead of templates, several per label averaged
     # (e.g. positive: ["This review is positive.", "The movie was good."]).
-    descriptions: Optional[Dict[str, List[str]]] = None
+    descriptions: Dict[str, List[str]] = field(default_factory=dict)
     multi_label: bool = False
     batch_size: int = 64  # nli/onnx: (text, hypothesis) pairs per forward pass; embedding: texts
     max_tokens: Optional[int] = None  # nli: also cap each batch at this many padded tokens (short pairs, bigger batches)

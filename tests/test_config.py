@@ -81,3 +81,10 @@ def test_override_check_accepts_valid(argv):
 
 def test_conf_dir_is_the_repo_conf():
     assert (CONF_DIR / "config.yaml").exists()
+
+
+def test_dict_options_can_be_set_from_the_command_line():
+    cfg = load_config(['++teacher.descriptions={positive:["This review is positive."],negative:["Bad."]}',
+                       'teacher.templates=["This example is {}.","The review is {}."]'])
+    assert cfg.teacher.descriptions["positive"] == ["This review is positive."]
+    assert list(cfg.teacher.templates) == ["This example is {}.", "The review is {}."]
