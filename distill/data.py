@@ -3,15 +3,23 @@
 The pool loader never reads gold labels: for tables it reads only the text columns, for `lines` it never
 opens `labels_path`. When no held-out source is given, both loaders split the pool file with the same
 seeded permutation, which needs only the row count, so they agree without the pool side seeing labels.
+
+The pool is streamed (`stream_pool`): a first pass over the file counts and checks the texts, and each
+iteration reads the file again, chunk by chunk, keeping only the selected rows. What is held is one
+chunk and one bool a row, so a pool of millions of texts costs a few MB.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import logging
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -26,12 +34,37 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".
            ".txt": "lines"}
 SHOWN = 5  # offending rows or values quoted in an error message
 LOADER_VERSION = 1  # bump when the loaders change what they return, so cached artifacts are not reused
+CHUNK_ROWS = 10_000  # rows a streaming reader holds at once
 
 
 @dataclass
 class HeldOut:
     texts: list[str]
     gold: list[str]  # gold label names, mapped through cfg.label_map
+
+
+@dataclass
+class Pool:
+    """The pool texts in `load_pool` order, read from the source again on each iteration.
+
+    Only which rows to keep is held (one bool a source row), never the texts."""
+
+    n_texts: int
+    keep: np.ndarray = field(repr=False)
+    chunks: Callable[[], Iterator[list[str]]] = field(repr=False)  # a new pass over every row's text
+    where: str = ""
+
+    def __len__(self) -> int:
+        return self.n_texts
+
+    def __iter__(self) -> Iterator[str]:
+        start = 0
+        for texts in self.chunks():
+            yield from itertools.compress(texts, self.keep[start:start + len(texts)].tolist())
+            start += len(texts)
+        if start != len(self.keep):
+            raise DistillError(f"{self.where} changed while it was read ({len(self.keep)} rows at first, "
+                               f"{start} now); run again")
 
 
 # --- where and what to read ---------------------------------------------------------------------------
@@ -73,24 +106,42 @@ def _require_columns(columns: dict[str, str], available: list, where) -> None:
             raise DistillError(f"{key}: column {column!r} not in {where} (columns: {', '.join(map(str, available))})")
 
 
-# --- readers: each returns a frame holding only the columns asked for ---------------------------------
+# --- readers: whole frames for the held-out set, {column: values} chunks for the pool -----------------
+# Both read only the columns asked for; a chunk reader starts a new pass over the file each call.
 
-def _read_delimited(path: Path, fmt: str, cfg: DataConfig, columns: dict[str, str]) -> pd.DataFrame:
-    # SMS Spam texts carry bare `"` characters (and GLUE TSVs are written unquoted): never unquote TSV.
-    options = dict(sep="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
-                   index_col=False, encoding="utf-8")
-    names = list(cfg.column_names) if cfg.column_names else None
+@contextmanager
+def _parse_errors(path: Path, fmt: str):
     try:
-        available = names or list(pd.read_csv(path, nrows=0, **options).columns)
-        _require_columns(columns, available, path)
-        return pd.read_csv(path, header=None if names else "infer", names=names, usecols=list(set(columns.values())),
-                           dtype=str, keep_default_na=False, **options)
+        yield
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DistillError(f"could not parse {path} as {fmt}: {str(e).splitlines()[0]}") from e
 
 
-def _read_jsonl(path: Path, columns: dict[str, str]) -> pd.DataFrame:
-    wanted, seen, rows = list(set(columns.values())), set(), []
+def _delimited_options(path: Path, fmt: str, cfg: DataConfig, columns: dict[str, str]) -> dict:
+    """read_csv arguments for the asked-for columns, checked against the header (or data.column_names)."""
+    # SMS Spam texts carry bare `"` characters (and GLUE TSVs are written unquoted): never unquote TSV.
+    options = dict(sep="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
+                   index_col=False, encoding="utf-8")
+    names = list(cfg.column_names) if cfg.column_names else None
+    available = names or list(pd.read_csv(path, nrows=0, **options).columns)
+    _require_columns(columns, available, path)
+    return dict(options, header=None if names else "infer", names=names, usecols=list(set(columns.values())),
+                dtype=str, keep_default_na=False)
+
+
+def _read_delimited(path: Path, fmt: str, cfg: DataConfig, columns: dict[str, str]) -> pd.DataFrame:
+    with _parse_errors(path, fmt):
+        return pd.read_csv(path, **_delimited_options(path, fmt, cfg, columns))
+
+
+def _delimited_chunks(path: Path, fmt: str, cfg: DataConfig, columns: dict[str, str]) -> Iterator[dict]:
+    with _parse_errors(path, fmt):
+        with pd.read_csv(path, chunksize=CHUNK_ROWS, **_delimited_options(path, fmt, cfg, columns)) as reader:
+            yield from map(_column_lists, reader)
+
+
+def _jsonl_records(path: Path, wanted: list[str], seen: set) -> Iterator[dict]:
+    """The asked-for keys of each object (None where absent); every key met is added to `seen`."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -102,9 +153,22 @@ def _read_jsonl(path: Path, columns: dict[str, str]) -> pd.DataFrame:
             if not isinstance(record, dict):
                 raise DistillError(f"{path} line {number} is not a JSON object: expected one object a line")
             seen.update(record)
-            rows.append({c: record.get(c) for c in wanted})  # other keys (gold among them) dropped at once
+            yield {c: record.get(c) for c in wanted}  # other keys (gold among them) dropped at once
+
+
+def _read_jsonl(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    wanted, seen = list(set(columns.values())), set()
+    rows = list(_jsonl_records(path, wanted, seen))
     _require_columns(columns, sorted(seen), path)
     return pd.DataFrame(rows, columns=wanted)
+
+
+def _jsonl_chunks(path: Path, columns: dict[str, str]) -> Iterator[dict]:
+    wanted, seen = list(set(columns.values())), set()
+    records = _jsonl_records(path, wanted, seen)
+    while rows := list(itertools.islice(records, CHUNK_ROWS)):
+        yield {c: [row[c] for row in rows] for c in wanted}
+    _require_columns(columns, sorted(seen), path)  # a column only counts as missing once every line was seen
 
 
 def _read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
@@ -115,7 +179,17 @@ def _read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     return pd.read_parquet(path, columns=list(set(columns.values())))
 
 
-def _read_hub(cfg: DataConfig, split: str, columns: dict[str, str]) -> pd.DataFrame:
+def _parquet_chunks(path: Path, columns: dict[str, str]) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as file:
+        _require_columns(columns, file.schema_arrow.names, path)
+        for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=list(set(columns.values()))):
+            yield _column_lists(batch.to_pandas())
+
+
+def _hub_dataset(cfg: DataConfig, split: str, columns: dict[str, str]):
+    """The asked-for columns of a hub split: a memory-mapped Arrow table, not loaded into memory."""
     hub_id = _optional(cfg, "hub_id")
     if not hub_id:
         raise DistillError("data.hub_id is not set: name the Hugging Face dataset to load")
@@ -128,7 +202,13 @@ def _read_hub(cfg: DataConfig, split: str, columns: dict[str, str]) -> pd.DataFr
         raise DistillError(f"could not load hub dataset {hub_id} split {split}: {first}; "
                            f"check data.hub_id and your network") from e
     _require_columns(columns, dataset.column_names, f"{hub_id} split {split}")
-    dataset = dataset.select_columns(list(set(columns.values())))
+    return dataset.select_columns(list(set(columns.values())))
+
+
+def _read_hub(cfg: DataConfig, split: str, columns: dict[str, str]) -> pd.DataFrame:
+    import datasets
+
+    dataset = _hub_dataset(cfg, split, columns)
     frame = dataset.to_pandas()
     label = columns.get("data.label_column")
     feature = dataset.features.get(label) if label else None
@@ -137,13 +217,25 @@ def _read_hub(cfg: DataConfig, split: str, columns: dict[str, str]) -> pd.DataFr
     return frame
 
 
+def _hub_chunks(dataset) -> Iterator[dict]:
+    for table in dataset.with_format("arrow").iter(batch_size=CHUNK_ROWS):
+        yield _column_lists(table.to_pandas())
+
+
+def _column_lists(frame: pd.DataFrame) -> dict[str, list]:
+    return {c: frame[c].tolist() for c in frame.columns}
+
+
+def _line_chunks(path: Path) -> Iterator[list[str]]:
+    """One entry a line, CHUNK_ROWS at a time; only `\\n` ends a line, so texts holding other Unicode breaks
+    stay whole."""
+    with open(path, encoding="utf-8", newline="\n") as f:
+        while lines := [line.rstrip() for line in itertools.islice(f, CHUNK_ROWS)]:
+            yield lines
+
+
 def _read_lines(path: Path) -> list[str]:
-    """One entry a line; only `\\n` ends a line, so texts holding other Unicode breaks stay whole."""
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip() for line in lines]
+    return [line for lines in _line_chunks(path) for line in lines]
 
 
 # --- from raw columns to texts and gold names ---------------------------------------------------------
@@ -159,23 +251,72 @@ def _gold_str(value) -> str:
     return "" if _missing(value) else str(value)
 
 
-def texts_from_frame(frame: pd.DataFrame, columns: list[str], separator: str) -> list[str]:
+def join_texts(columns: list[list], separator: str) -> list[str]:
     """Join the text columns of each row, skipping empty parts (an AG News row may lack a description)."""
     texts = []
-    for values in zip(*(frame[c].tolist() for c in columns)):
+    for values in zip(*columns):
         parts = [str(v).strip() for v in values if not _missing(v)]
         texts.append(separator.join(p for p in parts if p))
     return texts
 
 
-def _check_texts(texts: list[str], where, unit: str) -> None:
-    if not texts:
+def texts_from_frame(frame: pd.DataFrame, columns: list[str], separator: str) -> list[str]:
+    return join_texts([frame[c].tolist() for c in columns], separator)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _WholeFileDtypes:
+    """Renders numbers in chunks as a whole-file read would.
+
+    pandas holds a column of ints with a gap (or ints mixed with floats) as float64, so a whole-file read
+    turns 1 into "1.0", where a chunk without a gap would give "1". The dtype pandas picks depends only on
+    which kinds of value a column holds, so the first pass keeps one value of each kind, and later passes
+    turn ints into floats in the columns that one value of each kind makes float64.
+    """
+
+    def __init__(self):
+        self.examples: dict[str, dict] = {}
+        self.floats: set[str] | None = None  # known once a first pass is complete
+
+    def observe(self, chunk: dict[str, list]) -> dict[str, list]:
+        for column, values in chunk.items():
+            seen = self.examples.setdefault(column, {})
+            for value in values:
+                # Ints count by range too: beyond int64 pandas keeps them as objects.
+                kind = (value < -2**63, value < 0, value >= 2**63, value >= 2**64) if _is_int(value) else type(value)
+                seen.setdefault(kind, value)
+        return chunk
+
+    def settle(self) -> None:
+        self.floats = {c for c, seen in self.examples.items()  # built as _read_jsonl builds its frame
+                       if pd.DataFrame([{c: v} for v in seen.values()], columns=[c])[c].dtype.kind == "f"}
+
+    def apply(self, chunk: dict[str, list]) -> dict[str, list]:
+        return {c: [float(v) if _is_int(v) else v for v in values] if c in self.floats else values
+                for c, values in chunk.items()}
+
+
+def _check_texts(chunks: Iterable[list[str]], where, unit: str) -> int:
+    """Count the texts of a pass; at its end, raise on none or on empty ones (numbered from 1)."""
+    n, empty, first = 0, 0, []
+    for texts in chunks:
+        if not all(texts):
+            for i, text in enumerate(texts, n + 1):
+                if not text:
+                    empty += 1
+                    if len(first) < SHOWN:
+                        first.append(i)
+        n += len(texts)
+    if not n:
         raise DistillError(f"no texts in {where}")
-    empty = [i + 1 for i, text in enumerate(texts) if not text]
     if empty:
-        shown = ", ".join(map(str, empty[:SHOWN])) + (", ..." if len(empty) > SHOWN else "")
-        raise DistillError(f"{len(empty)} empty text(s) in {where} ({unit} {shown}, counting from 1 after any "
+        shown = ", ".join(map(str, first)) + (", ..." if empty > SHOWN else "")
+        raise DistillError(f"{empty} empty text(s) in {where} ({unit} {shown}, counting from 1 after any "
                            f"header): fill or remove them, or check data.text_columns")
+    return n
 
 
 def gold_names(values: list, cfg: DataConfig, where) -> list[str]:
@@ -220,12 +361,44 @@ def _read_source(cfg: DataConfig, source: SourceConfig, role: str, data_dir, wit
     if fmt == "lines":
         path = _source_file(source, role, data_dir)
         texts = _read_lines(path)
-        _check_texts(texts, path, "line")
+        _check_texts([texts], path, "line")
         return texts, _lines_gold(source, role, data_dir, path, len(texts)) if with_gold else None, path
     frame, where = _read_frame(cfg, source, fmt, role, data_dir, _table_columns(cfg, role, with_gold))
     texts = texts_from_frame(frame, list(cfg.text_columns), cfg.text_separator)
-    _check_texts(texts, where, "row")
+    _check_texts([texts], where, "row")
     return texts, frame[cfg.label_column].tolist() if with_gold else None, where
+
+
+def _text_chunks(cfg: DataConfig, source: SourceConfig, role: str, data_dir):
+    """(a function starting a new pass over every row's text, a chunk at a time; where; the unit errors count).
+
+    Reads only the text columns. The first complete pass learns how a whole-file read would render
+    numbers (see _WholeFileDtypes); later passes render them so.
+    """
+    fmt = _source_format(source, role)
+    if fmt == "lines":
+        path = _source_file(source, role, data_dir)
+        return partial(_line_chunks, path), path, "line"
+    columns = _table_columns(cfg, role, with_gold=False)
+    if fmt == "hub":
+        dataset = _hub_dataset(cfg, source.path, columns)  # loaded once, read on each pass
+        read, where = partial(_hub_chunks, dataset), f"{_optional(cfg, 'hub_id')} split {source.path}"
+    else:
+        where = _source_file(source, role, data_dir)
+        if fmt in ("csv", "tsv"):
+            read = partial(_delimited_chunks, where, fmt, cfg, columns)
+        else:
+            read = partial(_jsonl_chunks if fmt == "jsonl" else _parquet_chunks, where, columns)
+    dtypes = _WholeFileDtypes()
+
+    def chunks() -> Iterator[list[str]]:
+        learning = dtypes.floats is None
+        for chunk in read():
+            chunk = dtypes.observe(chunk) if learning else dtypes.apply(chunk)
+            yield join_texts([chunk[c] for c in cfg.text_columns], cfg.text_separator)
+        if learning:
+            dtypes.settle()
+    return chunks, where, "row"
 
 
 def _lines_gold(source: SourceConfig, role: str, data_dir, text_path: Path, count: int) -> list[str]:
@@ -273,13 +446,24 @@ def _rows(cfg: DataConfig, n: int, role: str) -> tuple[np.ndarray, int]:
 
 # --- public -------------------------------------------------------------------------------------------
 
-def load_pool(cfg: DataConfig, data_dir: str | Path) -> list[str]:
-    """The unlabelled pool texts; never reads gold labels."""
-    texts, _, where = _read_source(cfg, cfg.pool, "pool", data_dir, with_gold=False)
-    rows, available = _rows(cfg, len(texts), "pool")
-    note = f" (the other {len(texts) - available} held out)" if cfg.heldout is None else ""
+def stream_pool(cfg: DataConfig, data_dir: str | Path) -> Pool:
+    """The unlabelled pool texts, streamed; never reads gold labels.
+
+    A first pass counts and checks the texts (an empty one is an error here, before any labelling);
+    iterating the Pool reads the file again and yields the selected texts in file order."""
+    chunks, where, unit = _text_chunks(cfg, cfg.pool, "pool", data_dir)
+    n = _check_texts(chunks(), where, unit)
+    rows, available = _rows(cfg, n, "pool")
+    keep = np.zeros(n, dtype=bool)
+    keep[rows] = True
+    note = f" (the other {n - available} held out)" if cfg.heldout is None else ""
     log.info("pool: %d of %d texts from %s%s", len(rows), available, where, note)
-    return [texts[i] for i in rows]
+    return Pool(n_texts=len(rows), keep=keep, chunks=chunks, where=str(where))
+
+
+def load_pool(cfg: DataConfig, data_dir: str | Path) -> list[str]:
+    """The unlabelled pool texts as a list (`stream_pool` holds none of them)."""
+    return list(stream_pool(cfg, data_dir))
 
 
 def load_heldout(cfg: DataConfig, data_dir: str | Path) -> HeldOut:

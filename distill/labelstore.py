@@ -4,22 +4,26 @@ Layout of one labelling (one split of one data set by one teacher):
 
     <dir>/shards/part-000000.parquet ...   one file per `shard_size` texts, each written atomically
     <dir>/manifest.json                    the identity of the labelling and the shard size
-    <dir>/labels.parquet                   all shards in input order, written when the last one is done
+    <dir>/labels.parquet                   all shards in input order, copied one by one when the last is done
     <dir>/meta.json                        what produced it: teacher, template, labels, counts, time, texts/s
 
-A killed run loses at most the shard in flight; rerunning the same command resumes after the last
-finished shard. A finished labelling with the same identity is a cache hit. A different identity never
-lands in the same folder (the folder name is a hash of it), and a stale manifest is refused.
+The input is read a shard at a time, and the shards are copied into labels.parquet one at a time, so
+memory does not grow with the number of texts. A killed run loses at most the shard in flight;
+rerunning the same command resumes after the last finished shard. A finished labelling with the same
+identity is a cache hit. A different identity never lands in the same folder (the folder name is a hash
+of it), and a stale manifest is refused.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +35,8 @@ from .teachers.base import Teacher
 
 log = logging.getLogger(__name__)
 PROB_PREFIX = "prob_"
+_END = object()  # what next() returns on an input that has run out
+ROW_GROUP_ROWS = 65_536  # rows a labels.parquet row group gathers: fast to read, small to hold
 
 
 @dataclass
@@ -95,38 +101,51 @@ def _check_manifest(folder: Path, identity: dict, n_texts: int, shard_size: int)
 
 
 def label_texts(
-    texts: Sequence[str],
+    texts: Iterable[str],
     make_teacher: Callable[[], Teacher],
     folder: Path,
     identity: dict,
     shard_size: int = 512,
+    n_texts: int | None = None,
 ) -> Labelled:
-    """Label `texts` into `folder`, resuming finished shards and reusing a finished labelling."""
+    """Label `texts` into `folder`, resuming finished shards and reusing a finished labelling.
+
+    `texts` may be any iterable (a generator, a `distill.data.Pool`) of `n_texts` texts (default: its
+    len); it is read one shard at a time, so neither the texts nor their encodings are ever all held.
+    """
+    n_texts = len(texts) if n_texts is None else n_texts
     out, meta_path = folder / "labels.parquet", folder / "meta.json"
     if out.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("n_texts") == len(texts):
+        if meta.get("n_texts") == n_texts:
             log.info("labels already computed for these settings (cache hit): %s", out)
             return Labelled(out, meta, cached=True)
-    _check_manifest(folder, identity, len(texts), shard_size)
-    n_shards = max(1, -(-len(texts) // shard_size))
-    todo = [i for i in range(n_shards) if not _shard_path(folder, i).exists()]
-    if len(todo) < n_shards:
-        log.info("resuming: %d of %d shards already labelled in %s", n_shards - len(todo), n_shards, folder)
+    _check_manifest(folder, identity, n_texts, shard_size)
+    n_shards = max(1, -(-n_texts // shard_size))
+    done = [i for i in range(n_shards) if _shard_path(folder, i).exists()]
+    if done:
+        log.info("resuming: %d of %d shards already labelled in %s", len(done), n_shards, folder)
     teacher, seconds, labelled = None, 0.0, 0
-    with tqdm(total=len(texts), initial=len(texts) - sum(_shard_len(i, shard_size, len(texts)) for i in todo),
+    stream = iter(texts)
+    with tqdm(total=n_texts, initial=sum(_shard_len(i, shard_size, n_texts) for i in done),
               desc="label", unit="text") as bar:
-        for i in todo:
+        for i in range(n_shards):
+            chunk = list(itertools.islice(stream, _shard_len(i, shard_size, n_texts)))
+            if len(chunk) < _shard_len(i, shard_size, n_texts):
+                raise DistillError(f"the input ended after {i * shard_size + len(chunk)} of {n_texts} texts")
+            if _shard_path(folder, i).exists():
+                continue  # labelled by an earlier run: its texts are read past, not labelled again
             teacher = teacher or make_teacher()
-            chunk = texts[i * shard_size:(i + 1) * shard_size]
             start = time.perf_counter()
             probs = teacher.predict_proba(chunk)
             seconds += time.perf_counter() - start
             labelled += len(chunk)
             _write_parquet(to_frame(chunk, probs, teacher.labels, i * shard_size), _shard_path(folder, i))
             bar.update(len(chunk))
+    if next(stream, _END) is not _END:
+        raise DistillError(f"the input holds more than the {n_texts} texts it was said to hold")
     teacher = teacher or make_teacher()
-    return _finish(folder, n_shards, teacher, identity, len(texts), labelled, seconds)
+    return _finish(folder, n_shards, teacher, identity, n_texts, labelled, seconds)
 
 
 def _shard_len(index: int, shard_size: int, n: int) -> int:
@@ -135,12 +154,36 @@ def _shard_len(index: int, shard_size: int, n: int) -> int:
 
 def _finish(folder: Path, n_shards: int, teacher: Teacher, identity: dict, n_texts: int,
             labelled: int, seconds: float) -> Labelled:
-    """Concatenate the shards into labels.parquet and write meta.json."""
-    frame = pd.concat([pd.read_parquet(_shard_path(folder, i)) for i in range(n_shards)], ignore_index=True)
-    if len(frame) != n_texts or not (frame["id"].to_numpy() == np.arange(n_texts)).all():
-        raise DistillError(f"{folder}/shards do not cover rows 0..{n_texts - 1} exactly once; delete the folder")
+    """Copy the shards into labels.parquet (atomically), a row group at a time, and write meta.json."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     out = folder / "labels.parquet"
-    _write_parquet(frame, out)
+    tmp = out.with_name(out.name + ".tmp")
+    broken = f"{folder}/shards do not cover rows 0..{n_texts - 1} exactly once in order; delete the folder"
+    rows, counts, confidence, group, writer = 0, Counter(), 0.0, [], None
+    try:
+        for i in range(n_shards):
+            table = pq.read_table(_shard_path(folder, i))
+            ids = table.column("id").to_numpy()
+            if not np.array_equal(ids, np.arange(rows, rows + len(ids))):
+                raise DistillError(broken)
+            rows += len(ids)
+            counts.update(table.column("label").to_pylist())
+            confidence += float(table.column("confidence").to_numpy().sum(dtype=np.float64))
+            group.append(table)
+            # A row group a shard would make the file slow to read: gather shards into big groups.
+            if sum(map(len, group)) >= ROW_GROUP_ROWS or i == n_shards - 1:
+                # The first shard's schema (pandas metadata included) holds for all: they are written alike.
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(pa.concat_tables(group))
+                group = []
+    finally:
+        if writer is not None:
+            writer.close()
+    if rows != n_texts:
+        raise DistillError(broken)
+    os.replace(tmp, out)
     meta = {
         "teacher": teacher.describe(),
         "labels": list(teacher.labels),
@@ -149,8 +192,8 @@ def _finish(folder: Path, n_shards: int, teacher: Teacher, identity: dict, n_tex
         "n_labelled_this_run": labelled,
         "seconds": round(seconds, 3),
         "texts_per_s": round(labelled / seconds, 3) if seconds else None,
-        "label_counts": frame["label"].value_counts().to_dict(),
-        "mean_confidence": float(frame["confidence"].mean()),
+        "label_counts": dict(counts.most_common()),  # as pandas' value_counts: most common first
+        "mean_confidence": confidence / rows if rows else float("nan"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(folder / "meta.json", meta)

@@ -33,8 +33,8 @@ def tiny_vocab() -> dict:
     return {t: i for i, t in enumerate(dict.fromkeys(tokens))}
 
 
-def build_tiny_bert(folder: Path, id2label: dict, seed: int = 0) -> Path:
-    """A BertForSequenceClassification with a 2-layer, 32-wide encoder and a working tokenizer."""
+def build_tiny_bert(folder: Path, id2label: dict, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
+    """A BertForSequenceClassification with a 2-layer, 32-wide encoder (by default) and a working tokenizer."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -44,8 +44,8 @@ def build_tiny_bert(folder: Path, id2label: dict, seed: int = 0) -> Path:
     ids = tokenizer("the movie was great")["input_ids"]
     assert tokenizer.unk_token_id not in ids, "tiny tokenizer maps ordinary words to [UNK]"
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, initializer_range=0.3,
+        vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden_size, max_position_embeddings=128, initializer_range=0.3,
         id2label={int(k): v for k, v in id2label.items()},
         label2id={v: int(k) for k, v in id2label.items()},
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..data import load_heldout, load_pool
+from ..data import load_heldout, stream_pool
 from ..labelstore import Labelled, label_texts
 from ..teachers import build_teacher
 
@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
     """Label one split ("pool" or "heldout") of the configured data with the configured teacher."""
     data_dir = os.path.expanduser(cfg.paths.data)
-    # The held-out gold labels are loaded with the texts but never handed to the teacher.
-    texts = load_pool(cfg.data, data_dir) if split == "pool" else load_heldout(cfg.data, data_dir).texts
+    # The pool is streamed (never all in memory); the held-out gold labels are loaded with the texts but
+    # never handed to the teacher.
+    texts = stream_pool(cfg.data, data_dir) if split == "pool" else load_heldout(cfg.data, data_dir).texts
     make = (lambda: teacher) if teacher is not None else (lambda: build_teacher(cfg.teacher, list(cfg.data.labels)))
     folder = artifacts.labels_dir(cfg, split)
     return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size)
