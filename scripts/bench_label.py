@@ -181,7 +181,8 @@ def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, 
 
 def bench_dataset(name: str, contenders: list[str], n_texts: int | None, overrides: list[str], bar):
     """(the data set's JSON entry, the settings each contender ran with)."""
-    size = min(filter(None, [HELDOUT_SIZE.get(name), n_texts]), default=None)
+    cap = n_texts.get(name) if isinstance(n_texts, dict) else n_texts
+    size = min(filter(None, [HELDOUT_SIZE.get(name), cap]), default=None)
     cfg = load_config([f"data={name}", "teacher=deberta-v3-nli", f"data.heldout_size={size or 'null'}", *overrides])
     labels = list(cfg.data.labels)
     heldout = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
@@ -238,10 +239,18 @@ def table(results: dict) -> str:
     return markdown_table(header, rows)
 
 
+def caps(value: str):
+    """`N` (every data set) or `name=N,name=N` (per data set)."""
+    if "=" not in value:
+        return int(value)
+    return {name: int(n) for name, n in (part.split("=") for part in value.split(","))}
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="sst2,ag_news", help="comma-separated conf/data presets")
-    parser.add_argument("--n-texts", type=int, default=None, help="cap on held-out texts per data set")
+    parser.add_argument("--n-texts", type=caps, default=None,
+                        help="cap on held-out texts: N for every data set, or per set: ag_news=300,sst2=500")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset of the default")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/label.json"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. teacher.dtype=float32")

@@ -57,3 +57,9 @@ def test_padding_efficiency_counts_pad_tokens_per_batch():
     assert efficiency([1, 4, 1, 4], 2) == 10 / 16  # each batch padded to 4
     assert efficiency([1, 4, 1, 4], 2, order=[1, 3, 0, 2]) == 1.0  # sorted: no padding
     assert efficiency([3, 2, 1], 2) == 6 / 7  # a short last batch pads only to its own longest
+
+
+def test_n_texts_caps_every_set_or_each():
+    caps = load_script().caps
+    assert caps("100") == 100
+    assert caps("ag_news=300,sst2=50") == {"ag_news": 300, "sst2": 50}

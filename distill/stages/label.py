@@ -29,7 +29,7 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
 def run(cfg: DictConfig) -> dict:
     result = label_split(cfg, "pool")
     meta = result.meta
-    speed = f"{meta['texts_per_s']:.1f} texts/s" if meta.get("texts_per_s") else "cached"
+    speed = "cached, nothing relabelled" if result.cached else f"{meta.get('texts_per_s') or 0:.1f} texts/s"
     log.info("label: %d texts labelled by %s (%s) -> %s", meta["n_texts"], cfg.teacher.name, speed, result.path)
     return {"labels_path": str(result.path), "n_texts": meta["n_texts"], "cached": result.cached,
             "texts_per_s": meta.get("texts_per_s"), "label_counts": meta.get("label_counts")}
