@@ -30,3 +30,17 @@ def load_error(ref: str, what: str, err: Exception) -> DistillError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return DistillError(f"{what}: could not load '{ref}' ({first}); check the hub id and your network, "
                         f"or point {what} at a local folder ({FETCH_HINT})")
+
+
+def load_model(ref: str, what: str, model_class, device, dtype):
+    """Tokenizer and eval-mode `model_class` on `device`, weights loaded straight in `dtype` (one
+    half-size copy on a GPU, no per-op casts); a bad reference becomes a one-line DistillError."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_ref(ref, what)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = model_class.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise load_error(ref, what, e) from e
+    return tokenizer, model.to(device).eval()

@@ -87,3 +87,15 @@ def require_model(name: str) -> Path:
     if not (path / "config.json").exists():
         pytest.skip(f"real model {path} is absent: run ../shared/bin/fetch-models (DISTILL_MODELS={MODELS})")
     return path
+
+
+def assert_batch_and_order_invariant(predict, texts, batch_sizes=(1, 7), atol=1e-5):
+    """`predict(texts, batch_size=, progress=)` gives the same rows whatever the batch size or input order."""
+    import numpy as np
+
+    base = predict(texts, batch_size=64)
+    for batch_size in batch_sizes:
+        np.testing.assert_allclose(predict(texts, batch_size=batch_size), base, atol=atol)
+    perm = np.random.default_rng(0).permutation(len(texts))
+    shuffled = predict([texts[i] for i in perm], batch_size=batch_sizes[-1], progress=True)
+    np.testing.assert_allclose(shuffled, base[perm], atol=atol)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import build_tiny_bert, require_model, require_shared
+from conftest import assert_batch_and_order_invariant, build_tiny_bert, require_model, require_shared
 from distill.config import TeacherConfig
 from distill.errors import DistillError
 from distill.teachers import TEACHERS, NLITeacher, build_teacher
@@ -64,14 +64,7 @@ def test_matches_zero_shot_pipeline(request, fixture, labels, multi_label):
 
 
 def test_independent_of_batch_size_and_input_order(tiny_nli_3way):
-    teacher = make_teacher(tiny_nli_3way)
-    base = teacher.predict_proba(TEXTS, batch_size=64)
-    for batch_size in (1, 7):
-        np.testing.assert_allclose(teacher.predict_proba(TEXTS, batch_size=batch_size), base, atol=1e-5)
-
-    perm = np.random.default_rng(0).permutation(len(TEXTS))
-    shuffled = teacher.predict_proba([TEXTS[i] for i in perm], batch_size=7, progress=True)
-    np.testing.assert_allclose(shuffled, base[perm], atol=1e-5)
+    assert_batch_and_order_invariant(make_teacher(tiny_nli_3way).predict_proba, TEXTS, (1, 7))
 
 
 def test_hypothesis_is_never_truncated(tiny_nli_2way):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import MODELS, require_model, require_shared
+from conftest import MODELS, assert_batch_and_order_invariant, require_model, require_shared
 from distill.config import TeacherConfig, load_config
 from distill.errors import DistillError
 from distill.teachers import TEACHERS, EmbeddingTeacher, NLITeacher, ONNXNLITeacher, build_teacher
@@ -60,13 +60,7 @@ def test_embedding_probabilities_shape_and_rows(tiny_encoder):
 
 
 def test_embedding_independent_of_batch_size_and_input_order(tiny_encoder):
-    teacher = embedding_teacher(tiny_encoder)
-    base = teacher.predict_proba(TEXTS, batch_size=64)
-    for batch_size in (1, 3):
-        np.testing.assert_allclose(teacher.predict_proba(TEXTS, batch_size=batch_size), base, atol=1e-5)
-    perm = np.random.default_rng(0).permutation(len(TEXTS))
-    shuffled = teacher.predict_proba([TEXTS[i] for i in perm], batch_size=3, progress=True)
-    np.testing.assert_allclose(shuffled, base[perm], atol=1e-5)
+    assert_batch_and_order_invariant(embedding_teacher(tiny_encoder).predict_proba, TEXTS, (1, 3))
 
 
 def test_mean_pooling_ignores_padding(tiny_encoder):

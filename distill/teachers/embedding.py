@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from ..config import TeacherConfig
 from ..device import resolve_device, resolve_dtype
 from ..errors import DistillError
-from ..hub import load_error, resolve_model_ref
+from ..hub import load_model
 from .base import Teacher
 from .nli import as_text_list, hypotheses_for, softmax
 
@@ -140,11 +140,5 @@ def label_prompts(cfg: TeacherConfig, labels: list[str]) -> dict[str, list[str]]
 
 
 def load_encoder(ref: str, device: torch.device, dtype: torch.dtype):
-    """Tokenizer and eval-mode bare encoder (no head) on `device`; a bad reference becomes a DistillError."""
-    path = resolve_model_ref(ref, "teacher.model")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as e:
-        raise load_error(ref, "teacher.model", e) from e
-    return tokenizer, model.to(device).eval()
+    """Tokenizer and eval-mode bare encoder (no head) on `device`."""
+    return load_model(ref, "teacher.model", AutoModel, device, dtype)

@@ -15,12 +15,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from ..config import TeacherConfig
 from ..device import resolve_device, resolve_dtype
 from ..errors import DistillError
-from ..hub import load_error, resolve_model_ref
+from ..hub import load_model
 from . import fast_deberta
 from .base import Teacher
 
@@ -142,16 +142,8 @@ class NLITeacher(Teacher):
 
 
 def load_nli_model(ref: str, device: torch.device, dtype: torch.dtype):
-    """Tokenizer and eval-mode model on `device`; a bad reference becomes a one-line DistillError."""
-    path = resolve_model_ref(ref, "teacher.model")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        # Weights loaded straight in the target dtype rather than torch.autocast: one half-size copy
-        # on the GPU and no per-op casts; float32 (the CPU default) is then a no-op.
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as e:
-        raise load_error(ref, "teacher.model", e) from e
-    return tokenizer, model.to(device).eval()
+    """Tokenizer and eval-mode NLI classifier on `device`."""
+    return load_model(ref, "teacher.model", AutoModelForSequenceClassification, device, dtype)
 
 
 def entailment_id(label2id: dict, model: str) -> int:
