@@ -15,16 +15,18 @@ from omegaconf import DictConfig
 from .config import CONF_DIR, register_configs
 from .errors import DistillError
 from .overrides import check_overrides
+from .sweep import finish_job, missing_plugin
 
 log = logging.getLogger("distill")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> object:
-    from .stages import run_stage
+    from .stages import run_stage, stage_name
 
     try:
-        return run_stage(cfg)
+        # result.json in the job folder (a sweep's summary reads it); the objective's value when one is set
+        return finish_job(cfg, stage_name(cfg), run_stage(cfg))
     except DistillError as e:
         if cfg.debug or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -35,7 +37,7 @@ def _main(cfg: DictConfig) -> object:
 
 def main() -> None:
     register_configs()
-    problem = check_overrides(sys.argv[1:])
+    problem = check_overrides(sys.argv[1:]) or missing_plugin(sys.argv[1:])
     if problem:
         print(f"distill: error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -6,6 +6,7 @@ path is derived from the settings that change its content (never from a timestam
     outputs/labels/<data>/<teacher>-<split>-<key>/labels.parquet      teacher probabilities (split: pool|heldout)
     outputs/students/<data>/<teacher>-<student>-<targets>-<key>/            fine-tuned student folder
     outputs/eval/<data>/<same name as the student>/metrics.{json,md}       side-by-side scores
+    outputs/weak/<data>/<weak>-<key>/{pool,heldout}.parquet, summary.{json,md}   combined labels (stage=weak)
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .data import data_fingerprint
 # Teacher settings that change the labels; batch size, device and dtype only change the speed.
 TEACHER_KEYS = ("kind", "model", "template", "templates", "descriptions", "multi_label", "max_length", "temperature")
 # Student/train settings that change the student; `labels_path` is covered by the label key.
-TRAIN_EXCLUDE = ("device", "labels_path", "overwrite")
+TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume")
 
 
 def stable_hash(obj) -> str:
@@ -57,10 +58,38 @@ def labels_file(cfg: DictConfig, split: str = "pool") -> Path:
     return labels_dir(cfg, split) / "labels.parquet"
 
 
+def weak_identity(cfg: DictConfig) -> dict:
+    """Everything that determines the combined labels of stage=weak: the pool, every source, the label model."""
+    from .weak.sources import active_teachers, lf_identity, teacher_config
+
+    weak = cfg.weak
+    settings = OmegaConf.to_container(weak, resolve=True)
+    for key in ("name", "teachers", "keywords", "regex", "hook"):
+        settings.pop(key, None)
+    return {
+        "data": data_fingerprint(cfg.data, os.path.expanduser(cfg.paths.data))["pool"],
+        "labels": list(cfg.data.labels),
+        "teachers": {name: teacher_identity(teacher_config(cfg, name, spec)) for name, spec in active_teachers(weak)},
+        "lfs": lf_identity(weak),
+        "settings": settings,
+    }
+
+
+def weak_dir(cfg: DictConfig) -> Path:
+    key = stable_hash(weak_identity(cfg))
+    return outputs_root(cfg) / "weak" / cfg.data.name / f"{cfg.weak.name}-{key}"
+
+
+def uses_weak(cfg: DictConfig) -> bool:
+    """The student learns from stage=weak's combined labels: `weak` is set and no explicit labels_path."""
+    return cfg.get("weak") is not None and not cfg.train.labels_path
+
+
 def student_identity(cfg: DictConfig) -> dict:
     train = OmegaConf.to_container(cfg.train, resolve=True)
+    labels = weak_identity(cfg) if uses_weak(cfg) else label_identity(cfg)
     return {
-        "labels": str(cfg.train.labels_path) if cfg.train.labels_path else label_identity(cfg),
+        "labels": str(cfg.train.labels_path) if cfg.train.labels_path else labels,
         "student": OmegaConf.to_container(cfg.student, resolve=True),
         "train": {k: v for k, v in train.items() if k not in TRAIN_EXCLUDE},
     }
@@ -68,7 +97,8 @@ def student_identity(cfg: DictConfig) -> dict:
 
 def run_name(cfg: DictConfig) -> str:
     key = stable_hash(student_identity(cfg))
-    return f"{cfg.teacher.name}-{cfg.student.name}-{cfg.train.targets}-{key}"
+    source = f"weak-{cfg.weak.name}" if uses_weak(cfg) else cfg.teacher.name
+    return f"{source}-{cfg.student.name}-{cfg.train.targets}-{key}"
 
 
 def student_dir(cfg: DictConfig) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -21,7 +21,10 @@ class Stage(str, Enum):
     label = "label"
     train = "train"
     eval = "eval"
+    predict = "predict"
     all = "all"
+    publish = "publish"
+    weak = "weak"
 
 
 @dataclass
@@ -55,9 +58,11 @@ class DataConfig:
     labels: List[str] = MISSING  # label names, in id order: what the teacher and student predict
     label_map: Optional[Dict[str, str]] = None  # gold value -> label name (e.g. "1": World)
     pool_size: Optional[int] = None  # sample this many pool texts (seeded); None: all
+    pool_min_words: int = 0  # keep only pool texts of at least this many words (e.g. drop SST-2's short phrases)
     heldout_size: Optional[int] = None
     heldout_fraction: float = 0.2
     seed: int = 42
+    ordinal: bool = False  # labels are ordered (e.g. 1-5 stars): eval adds off-by-one accuracy
 
 
 @dataclass
@@ -83,8 +88,10 @@ class TeacherConfig:
 @dataclass
 class StudentConfig:
     name: str = MISSING
+    kind: str = "finetune"  # finetune: the whole encoder + a new head | embedding_lr: frozen encoder + logistic regression
     model: str = MISSING  # local folder or hub id of an encoder
     max_length: int = 128
+    lr_c: float = 1.0  # embedding_lr: the logistic regression's C (inverse L2 strength)
 
 
 @dataclass
@@ -94,15 +101,25 @@ class LabelConfig:
 
 @dataclass
 class TrainConfig:
+    trainer: str = "transformers"  # transformers (soft or hard) | txtai (txtai's HFTrainer, hard targets)
     targets: str = "soft"  # soft: teacher probabilities; hard: teacher argmax
     temperature: float = 2.0  # soft targets and student logits are divided by T; loss scaled by T^2
+    min_confidence: float = 0.0  # drop texts whose top teacher probability is below this
+    confidence_weighting: bool = False  # weigh each text by the teacher's confidence in its label
+    class_balance: bool = False  # reweight so each teacher class counts alike (rare classes up-weighted)
+    val_fraction: float = 0.1  # teacher-labelled validation split (no gold) for model selection; 0: none
+    early_stopping_patience: Optional[int] = 2  # evaluations without a better validation agreement; null: off
+    evals_per_epoch: int = 2  # validation (and checkpoint) points per epoch
     epochs: float = 3.0
     lr: float = 1e-4
     batch_size: int = 32
+    grad_accum: int = 1  # gradient accumulation steps (effective batch = batch_size x grad_accum)
+    group_by_length: bool = True  # batches of similar length: less padding
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 42
     device: str = "auto"
+    resume: bool = True  # continue an interrupted training from its last checkpoint
     labels_path: Optional[str] = None  # a label-stage parquet; None: the one this config's label stage wrote
     overwrite: bool = False  # retrain even when this exact student was already trained
 
@@ -114,11 +131,87 @@ class EvalConfig:
     warmup_batches: int = 2
     teacher: bool = True  # score and time the teacher too
     student_path: Optional[str] = None  # a student folder; None: the one this config's train stage wrote
+    students: str = "this"  # this: the configured student | all: every student trained on this data and teacher
+    variants: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])  # of fine-tuned students
+    plots: bool = True  # PNG plots in the report (needs matplotlib)
+
+
+@dataclass
+class HubConfig:
+    """stage=publish: the student as a Hugging Face Hub model repo. The token comes from HF_TOKEN or the
+    `hf auth login` cache, never from the config (Hydra writes the resolved config to disk)."""
+
+    repo_id: Optional[str] = None  # ORG/NAME (or USER/NAME) on the Hub; required
+    private: bool = False  # create the repo private (an existing repo keeps its visibility)
+    dry_run: bool = False  # write the repo folder, never upload
+    student_path: Optional[str] = None  # a student folder; None: the one this config's train stage wrote
+    metrics_path: Optional[str] = None  # an eval metrics.json; None: the one eval wrote for that student
+    out_dir: Optional[str] = None  # where the repo folder is written; None: <paths.outputs>/hub/<ORG>--<NAME>
+    commit_message: Optional[str] = None  # None: "Upload <student> distilled from <teacher>"
+    base_model: Optional[str] = None  # hub id of the student's base model for the card; None: inferred
+    license: Optional[str] = None  # None: the base model's license when its local card names one
+
+
+@dataclass
+class WeakConfig:
+    """stage=weak: several sources combined by one label model; presets in conf/weak/<data>.yaml."""
+
+    name: str = MISSING
+    # Source name -> overrides of the teacher preset conf/teacher/<name>.yaml (or of `preset: <other>`),
+    # e.g. {mpnet: {descriptions: {...}}}. Each is labelled and cached like `stage=label teacher=<preset>`.
+    teachers: Dict[str, Any] = field(default_factory=dict)
+    keywords: Dict[str, List[str]] = field(default_factory=dict)  # label -> words: an LF that votes it or abstains
+    regex: Dict[str, List[str]] = field(default_factory=dict)  # label -> regular expressions, one LF per label
+    hook: Optional[str] = None  # module:function, texts -> a label name (or None: abstain) per text
+    label_model: str = "dawid_skene"  # dawid_skene | average | majority_vote: what the student learns from
+    teacher_votes: str = "soft"  # soft: teachers vote their (calibrated) probabilities; hard: their argmax
+    calibrate: bool = True  # temperature-scale each teacher to the other sources' consensus (no gold)
+    class_prior: Optional[Dict[str, float]] = None  # label -> share; None: estimated by EM from the pool
+    smoothing: float = 1.0  # Dawid-Skene pseudo-counts in every confusion cell
+    weights: Dict[str, float] = field(default_factory=dict)  # source -> weight (default 1; 0.5 each for two copies)
+    noise: str = "downweight"  # off | flag | drop | downweight: what a likely wrong label's `weight` becomes
+    noise_features: List[str] = field(default_factory=lambda: ["tfidf", "sources"])  # for the k-fold classifier
+    folds: int = 5
+    seed: int = 42
+
+
+class LoggerKind(str, Enum):
+    none = "none"
+    wandb = "wandb"
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking (conf/logger/): one W&B run per command with logger=wandb, see distill/tracking.py."""
+
+    kind: LoggerKind = LoggerKind.none
+    project: str = "distill"
+    entity: Optional[str] = None  # W&B team or user; None: the key's default entity
+    group: Optional[str] = None  # None: the sweep folder's name under `-m`, else no group
+    name: Optional[str] = None  # None: <data>-<teacher>-<student>-<targets> (+ -job<N> in a sweep)
+    tags: List[str] = field(default_factory=list)
+    mode: Optional[str] = None  # online | offline | disabled; None: WANDB_MODE, else online
+    log_model: bool = True  # the trained student folder as a W&B model artifact
+    dir: Optional[str] = None  # where wandb/ is written; None: paths.outputs
+
+
+@dataclass
+class PredictConfig:
+    model: str = "student"  # student (this config's, or predict.student_path) | teacher
+    student_path: Optional[str] = None  # a student folder; None: the one this config's train stage wrote
+    variant: str = "torch"  # student: torch | onnx | onnx-int8
+    output: Optional[str] = None  # None: <paths.outputs>/predictions/<input name>.predictions.<same format>
+    text_column: Optional[str] = None  # None: data.text_columns, joined by data.text_separator
+    batch_size: int = 64
+    threshold: Optional[float] = None  # binary tasks: predict positive_label when its probability >= threshold
+    positive_label: Optional[str] = None  # None: the second label (e.g. positive, spam)
+    device: str = "auto"
 
 
 @dataclass
 class Config:
     stage: Stage = Stage.all
+    input: Optional[str] = None  # stage=predict: a CSV / TSV / JSONL / parquet file of new texts
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = MISSING
     teacher: TeacherConfig = MISSING
@@ -126,6 +219,13 @@ class Config:
     label: LabelConfig = field(default_factory=LabelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    weak: Optional[WeakConfig] = None  # weak=<preset>: train/eval use stage=weak's combined labels
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # A number in the result that a sweeper optimises, e.g. eval.student_accuracy (see distill/sweep.py);
+    # when set, the command returns it (hparams_search=optuna sets it).
+    objective: Optional[str] = None
     debug: bool = False  # show full tracebacks instead of one-line errors
 
 
@@ -135,6 +235,7 @@ def register_configs() -> None:
     cs.store(group="data", name="schema", node=DataConfig)
     cs.store(group="teacher", name="schema", node=TeacherConfig)
     cs.store(group="student", name="schema", node=StudentConfig)
+    cs.store(group="logger", name="schema", node=LoggerConfig)
 
 
 def load_config(overrides: Optional[List[str]] = None) -> DictConfig:

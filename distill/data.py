@@ -436,10 +436,19 @@ def _sample(indices: np.ndarray, size: int | None, seed: int, stream: int, key: 
     return indices[np.sort(chosen)]
 
 
-def _rows(cfg: DataConfig, n: int, role: str) -> tuple[np.ndarray, int]:
+def _long_enough(chunks: Iterable[list[str]], min_words: int) -> np.ndarray:
+    """One bool a row: has the text at least `min_words` whitespace-separated words."""
+    return np.fromiter((len(text.split()) >= min_words for texts in chunks for text in texts), dtype=bool)
+
+
+def _rows(cfg: DataConfig, n: int, role: str, eligible: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """The rows of this role's file to keep, and how many there were to choose from."""
     pool, heldout = split_indices(n, cfg) if cfg.heldout is None else (np.arange(n), np.arange(n))
     if role == "pool":
+        if eligible is not None:
+            pool = pool[eligible[pool]]
+            if not len(pool):
+                raise DistillError(f"data.pool_min_words={cfg.pool_min_words} leaves no pool text")
         return _sample(pool, cfg.pool_size, cfg.seed, 1, "data.pool_size"), len(pool)
     return _sample(heldout, cfg.heldout_size, cfg.seed, 2, "data.heldout_size"), len(heldout)
 
@@ -453,10 +462,13 @@ def stream_pool(cfg: DataConfig, data_dir: str | Path) -> Pool:
     iterating the Pool reads the file again and yields the selected texts in file order."""
     chunks, where, unit = _text_chunks(cfg, cfg.pool, "pool", data_dir)
     n = _check_texts(chunks(), where, unit)
-    rows, available = _rows(cfg, n, "pool")
+    min_words = getattr(cfg, "pool_min_words", 0) or 0
+    eligible = _long_enough(chunks(), min_words) if min_words > 0 else None
+    rows, available = _rows(cfg, n, "pool", eligible)
     keep = np.zeros(n, dtype=bool)
     keep[rows] = True
-    note = f" (the other {n - available} held out)" if cfg.heldout is None else ""
+    note = f" (the other {n - len(split_indices(n, cfg)[0])} held out)" if cfg.heldout is None else ""
+    note += f" with >= {min_words} words" if min_words > 0 else ""
     log.info("pool: %d of %d texts from %s%s", len(rows), available, where, note)
     return Pool(n_texts=len(rows), keep=keep, chunks=chunks, where=str(where))
 
@@ -505,6 +517,8 @@ def data_fingerprint(cfg: DataConfig, data_dir: str | Path) -> dict:
              "heldout_fraction": cfg.heldout_fraction if split else None, "loader": LOADER_VERSION}
     pool = {"source": _source_info(cfg, cfg.pool, "pool", data_dir, with_gold=False),
             "pool_size": cfg.pool_size, **texts}
+    if getattr(cfg, "pool_min_words", 0):  # only when set, so existing labellings keep their keys
+        pool["pool_min_words"] = cfg.pool_min_words
     heldout_source, role = (cfg.pool, "pool") if split else (cfg.heldout, "heldout")
     heldout = {"source": _source_info(cfg, heldout_source, role, data_dir, with_gold=True),
                "heldout_size": cfg.heldout_size, "label_column": cfg.label_column,

@@ -77,6 +77,15 @@ def read_labels(path: Path, labels: Sequence[str]) -> tuple[list[str], np.ndarra
     return frame["text"].tolist(), frame[prob_columns(labels)].to_numpy(np.float32)
 
 
+def read_weights(path: Path) -> np.ndarray | None:
+    """The label file's optional per-text `weight` column (e.g. written by a noise filter), else None."""
+    import pyarrow.parquet as pq
+
+    if "weight" not in pq.read_schema(path).names:
+        return None
+    return pd.read_parquet(path, columns=["weight"])["weight"].to_numpy(np.float64)
+
+
 def _shard_path(folder: Path, index: int) -> Path:
     return folder / "shards" / f"part-{index:06d}.parquet"
 

@@ -29,3 +29,13 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor
         loss = (weights * per_example).sum() / weights.sum().clamp_min(1e-12)
     # the gradient of the softened loss shrinks as 1/T²; scaling keeps it comparable across temperatures
     return loss * temperature ** 2
+
+
+def hard_cross_entropy(student_logits: torch.Tensor, targets: torch.Tensor,
+                       weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Cross-entropy against class ids [B]; `weights` [B], if given, makes it a weighted mean."""
+    per_example = F.cross_entropy(student_logits.float(), targets, reduction="none")
+    if weights is None:
+        return per_example.mean()
+    weights = weights.to(per_example)
+    return (weights * per_example).sum() / weights.sum().clamp_min(1e-12)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 def label_ids(names: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -19,6 +19,36 @@ def score(probs: np.ndarray, gold: np.ndarray, n_labels: int) -> dict:
         "accuracy": float(accuracy_score(gold, pred)),
         "macro_f1": float(f1_score(gold, pred, average="macro", labels=list(range(n_labels)), zero_division=0)),
     }
+
+
+def expected_calibration_error(probs: np.ndarray, gold: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top label: sum over equal-width confidence bins of |accuracy - confidence| x bin share."""
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == gold
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(ece)
+
+
+def full_report(probs: np.ndarray, gold: np.ndarray, labels: Sequence[str], ordinal: bool = False) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support, the confusion matrix (rows gold,
+    columns predicted), expected calibration error and, for ordinal labels, off-by-one accuracy."""
+    k = len(labels)
+    pred = probs.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=list(range(k)),
+                                                                     zero_division=0)
+    report = {**score(probs, gold, k),
+              "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
+                                   "f1": float(f1[i]), "support": int(support[i])} for i, name in enumerate(labels)},
+              "confusion": confusion_matrix(gold, pred, labels=list(range(k))).tolist(),
+              "ece": expected_calibration_error(probs, gold)}
+    if ordinal:
+        report["off_by_one_accuracy"] = float((np.abs(pred - gold) <= 1).mean())
+    return report
 
 
 def agreement(probs_a: np.ndarray, probs_b: np.ndarray) -> float:

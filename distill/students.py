@@ -17,27 +17,28 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
-from tqdm.auto import tqdm
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                          TrainingArguments, set_seed)
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                          EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
+from transformers.trainer_utils import get_last_checkpoint
 
+from .classifiers import META_FILE, TokenClassifier, folder_meta
 from .config import StudentConfig, TrainConfig
 from .device import resolve_device
 from .errors import DistillError
 from .hub import load_error, resolve_model_ref
-from .losses import soft_cross_entropy
+from .losses import hard_cross_entropy, soft_cross_entropy
+from .trainset import LabelledTexts, prepare
+from . import tracking
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("soft", "hard")
-META_FILE = "distill_train.json"
 
 
 class DistillationTrainer(Trainer):
     """A Trainer that computes the loss itself: soft cross-entropy on float [B, K] teacher probabilities,
-    plain cross-entropy on int [B] class ids."""
+    plain cross-entropy on int [B] class ids, each optionally weighted per text (`weights` [B])."""
 
     # compute_loss returns a per-batch mean, so the Trainer must still divide it for gradient accumulation
     loss_is_scaled_for_ga = False
@@ -50,11 +51,12 @@ class DistillationTrainer(Trainer):
         inputs = dict(inputs)
         # the model must never see float labels: it would switch itself to multi-label BCE (docs/STYLE.md)
         labels = inputs.pop("labels")
+        weights = inputs.pop("weights", None)
         outputs = model(**inputs)
         if labels.is_floating_point() and labels.dim() == 2:
-            loss = soft_cross_entropy(outputs.logits, labels, self.temperature)
+            loss = soft_cross_entropy(outputs.logits, labels, self.temperature, weights)
         elif not labels.is_floating_point() and labels.dim() == 1:
-            loss = F.cross_entropy(outputs.logits.float(), labels)
+            loss = hard_cross_entropy(outputs.logits, labels, weights)
         else:
             raise ValueError(f"labels must be float [B, K] probabilities or int [B] class ids, "
                              f"got {labels.dtype} {tuple(labels.shape)}")
@@ -84,65 +86,144 @@ def make_targets(probs: np.ndarray, kind: str) -> list:
     raise DistillError(f"train.targets='{kind}' is not one of {', '.join(TARGETS)}")
 
 
-def encode(tokenizer, texts: Sequence[str], targets: list, max_length: int) -> list[dict]:
+def encode(tokenizer, data: LabelledTexts, kind: str, max_length: int) -> list[dict]:
     """Tokenized examples, unpadded: DataCollatorWithPadding pads each batch to its own longest text."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-    return [{**{key: enc[key][i] for key in enc.keys()}, "labels": targets[i]} for i in range(len(texts))]
+    targets = make_targets(data.probs, kind)
+    enc = tokenizer(list(data.texts), truncation=True, max_length=max_length)
+    rows = [{**{key: enc[key][i] for key in enc.keys()}, "labels": targets[i]} for i in range(len(data))]
+    if data.weights is not None:
+        for row, w in zip(rows, data.weights.tolist()):
+            row["weights"] = float(w)
+    return rows
 
 
-def training_args(train: TrainConfig, out_dir: Path, n_texts: int) -> TrainingArguments:
+def agreement_metric(eval_pred) -> dict:
+    """Validation agreement with the teacher: the student's argmax against the teacher's (soft or hard)."""
+    logits, targets = eval_pred.predictions, eval_pred.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    teacher = targets.argmax(axis=1) if targets.ndim == 2 else targets
+    return {"agreement": float((logits.argmax(axis=1) == teacher).mean())}
+
+
+def training_args(train: TrainConfig, out_dir: Path, n_texts: int, validate: bool = False) -> TrainingArguments:
+    return TrainingArguments(**training_kwargs(train, out_dir, n_texts, validate))
+
+
+def training_kwargs(train: TrainConfig, out_dir: Path, n_texts: int, validate: bool = False) -> dict:
+    """TrainingArguments for the student, as keyword arguments (txtai's HFTrainer takes them so)."""
     if not 0 <= train.warmup_ratio < 1:
         raise DistillError(f"train.warmup_ratio must be in [0, 1), got {train.warmup_ratio}")
+    if train.grad_accum < 1 or train.batch_size < 1 or train.evals_per_epoch < 1:
+        raise DistillError("train.batch_size, train.grad_accum and train.evals_per_epoch must be >= 1")
     device = resolve_device(train.device)
-    steps = math.ceil(n_texts / train.batch_size) * train.epochs
-    return TrainingArguments(
+    steps_per_epoch = max(1, math.ceil(n_texts / (train.batch_size * train.grad_accum)))
+    every = max(1, steps_per_epoch // train.evals_per_epoch)  # validation and checkpoint interval, in steps
+    selection = dict(eval_strategy="steps", eval_steps=every, load_best_model_at_end=True,
+                     # the distillation loss on the validation split: continuous, so no ties on small splits
+                     metric_for_best_model="loss", greater_is_better=False,
+                     per_device_eval_batch_size=max(64, train.batch_size)) if validate else {}
+    return dict(
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=train.epochs, learning_rate=train.lr,
-        per_device_train_batch_size=train.batch_size, weight_decay=train.weight_decay,
+        per_device_train_batch_size=train.batch_size, gradient_accumulation_steps=train.grad_accum,
+        weight_decay=train.weight_decay,
         # transformers 5 removed warmup_ratio: a float in [0, 1) given as warmup_steps is read as the ratio
-        warmup_steps=float(train.warmup_ratio), seed=train.seed, report_to=[], save_strategy="no",
-        logging_steps=max(1, min(50, int(steps) // 10)), disable_tqdm=False,
+        warmup_steps=float(train.warmup_ratio), seed=train.seed, data_seed=train.seed,
+        report_to=tracking.report_to(),  # ["wandb"] while logger=wandb has a run open: it logs there
+        save_strategy="steps", save_steps=every, save_total_limit=2, **selection,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        remove_unused_columns=False,  # keep `weights` for compute_loss
+        logging_steps=max(1, min(50, steps_per_epoch * int(math.ceil(train.epochs)) // 10)), disable_tqdm=False,
         use_cpu=device.type == "cpu", bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+        fp16=device.type == "cuda" and not torch.cuda.is_bf16_supported(),
         dataloader_pin_memory=device.type == "cuda")
 
 
-def check_inputs(texts: Sequence[str], probs, labels: Sequence[str]) -> np.ndarray:
-    probs = np.asarray(probs, dtype=np.float32)
-    if len(texts) == 0:
-        raise DistillError("train: there are no texts to train on")
-    if probs.shape != (len(texts), len(labels)):
-        raise DistillError(f"train: teacher probabilities have shape {probs.shape}, expected "
-                           f"({len(texts)}, {len(labels)}) for {len(texts)} texts and {len(labels)} labels; "
-                           "re-run stage=label")
-    return probs
-
-
-def build_trainer(texts, probs, labels, student: StudentConfig, train: TrainConfig,
-                  out_dir: Path) -> DistillationTrainer:
+def build_trainer(data: LabelledTexts, val: LabelledTexts | None, labels, student: StudentConfig,
+                  train: TrainConfig, out_dir: Path) -> DistillationTrainer:
     """The trainer `train_student` runs: seeded student, unpadded examples, dynamic padding."""
-    targets = make_targets(check_inputs(texts, probs, labels), train.targets)
     set_seed(train.seed)  # the new head is drawn at load time, before the Trainer seeds anything
     tokenizer, model = load_student(student.model, labels)
+    callbacks = []
+    if val is not None and train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     return DistillationTrainer(
-        model=model, args=training_args(train, Path(out_dir), len(texts)), processing_class=tokenizer,
-        train_dataset=encode(tokenizer, texts, targets, student.max_length),
-        data_collator=DataCollatorWithPadding(tokenizer), temperature=train.temperature)
+        model=model, args=training_args(train, Path(out_dir), len(data), validate=val is not None),
+        processing_class=tokenizer,
+        train_dataset=encode(tokenizer, data, train.targets, student.max_length),
+        eval_dataset=encode(tokenizer, val, train.targets, student.max_length) if val is not None else None,
+        compute_metrics=agreement_metric if val is not None else None,
+        data_collator=DataCollatorWithPadding(tokenizer), temperature=train.temperature, callbacks=callbacks)
+
+
+def last_checkpoint(out_dir: Path, train: TrainConfig) -> str | None:
+    folder = Path(out_dir) / "checkpoints"
+    if not (train.resume and folder.is_dir()):
+        return None
+    found = get_last_checkpoint(str(folder))
+    if found:
+        log.info("resuming the interrupted training from %s", found)
+    return found
+
+
+def _step(checkpoint: str | None) -> int | None:
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else None
+
+
+def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, train, out_dir: Path) -> dict:
+    """Fine-tune the whole encoder with the distillation loss (transformers Trainer)."""
+    trainer = build_trainer(data, val, labels, student, train, out_dir)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir, train))
+    trainer.save_model(str(out_dir))
+    trainer.processing_class.save_pretrained(out_dir)
+    summary = {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
+    if val is not None:
+        best = next((h for h in trainer.state.log_history
+                     if h.get("step") == _step(trainer.state.best_model_checkpoint) and "eval_agreement" in h), {})
+        summary["val_loss"] = trainer.state.best_metric
+        summary["val_agreement"] = best.get("eval_agreement")
+        summary["best_checkpoint"] = Path(trainer.state.best_model_checkpoint or "").name or None
+    return summary
+
+
+def txtai_finetune(*args) -> dict:
+    from .txtai_trainer import txtai_finetune as fit  # txtai is imported only when asked for
+
+    return fit(*args)
+
+
+def embedding_lr(*args) -> dict:
+    from .embedding_lr_student import train as fit
+
+    return fit(*args)
+
+
+TRAINERS = {"transformers": finetune, "txtai": txtai_finetune}
 
 
 def train_student(texts: list[str], probs: np.ndarray, labels: list[str], student: StudentConfig,
-                  train: TrainConfig, out_dir: Path) -> dict:
-    """Fine-tune `student.model` on the teacher's probabilities; save a pipeline-ready folder at out_dir."""
-    out_dir, probs = Path(out_dir), check_inputs(texts, probs, labels)
-    trainer = build_trainer(texts, probs, labels, student, train, out_dir)
-    log.info("training student %s on %d texts (%s targets)", student.name, len(texts), train.targets)
+                  train: TrainConfig, out_dir: Path, weights: np.ndarray | None = None) -> dict:
+    """Train `student` on the teacher's probabilities; save a self-contained folder at out_dir."""
+    out_dir = Path(out_dir)
+    if train.targets not in TARGETS:
+        raise DistillError(f"train.targets='{train.targets}' is not one of {', '.join(TARGETS)}")
+    data, val, stats = prepare(texts, probs, labels, train, weights)
+    kind = getattr(student, "kind", "finetune")
+    if kind == "embedding_lr":
+        fit = embedding_lr
+    elif kind == "finetune":
+        if train.trainer not in TRAINERS:
+            raise DistillError(f"train.trainer='{train.trainer}' is not one of {', '.join(TRAINERS)}")
+        fit = TRAINERS[train.trainer]
+    else:
+        raise DistillError(f"student.kind='{kind}' is not one of finetune, embedding_lr")
+    log.info("training student %s (%s) on %d texts, %d for validation (%s targets)", student.name, kind,
+             len(data), stats["n_val"], train.targets)
     start = time.perf_counter()
-    result = trainer.train()
+    summary = fit(data, val, labels, student, train, out_dir)
     seconds = time.perf_counter() - start
-    trainer.save_model(str(out_dir))
-    trainer.processing_class.save_pretrained(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    summary = {"out_dir": str(out_dir), "train_loss": float(result.training_loss),
-               "seconds": round(seconds, 2), "n_texts": len(texts)}
-    write_meta(out_dir, summary, probs, labels, student, train)
+    summary = {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats}
+    write_meta(out_dir, summary, np.asarray(probs, dtype=np.float32), labels, student, train)
     return summary
 
 
@@ -162,7 +243,7 @@ def plain(cfg) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
-class StudentClassifier:
+class StudentClassifier(TokenClassifier):
     """A trained student folder, loaded for batched prediction of label probabilities."""
 
     def __init__(self, folder, device: str = "auto", max_length: int | None = None):
@@ -170,8 +251,7 @@ class StudentClassifier:
         if not (self.folder / "config.json").is_file():
             raise DistillError(f"student folder '{self.folder}' holds no trained student; run stage=train first "
                                "(or point eval.student_path at a folder that train_student wrote)")
-        meta_path = self.folder / META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta = folder_meta(self.folder)
         self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).to(self.device).eval()
@@ -183,23 +263,14 @@ class StudentClassifier:
             self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 512), 512)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Label probabilities, float32 [N, K], rows in input order."""
-        if batch_size < 1:
-            raise DistillError(f"batch_size must be >= 1, got {batch_size}")
-        texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        # longest first (characters as a cheap proxy for tokens) so each batch pads little
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        for start in tqdm(range(0, len(order), batch_size), desc=f"student {self.name}", unit="batch",
-                          disable=not progress):
-            idx = order[start:start + batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt").to(self.device)
-            out[idx] = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
-        return out
+    def _probs(self, texts: list[str]) -> np.ndarray:
+        enc = self._encode(texts, "pt").to(self.device)
+        return torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
+
+    def num_parameters(self) -> int:
+        return self.model.num_parameters()
 
     def describe(self) -> dict:
         return {"name": self.name, "model": str(self.folder), "labels": self.labels,
-                "num_parameters": self.model.num_parameters(), "device": str(self.device),
+                "num_parameters": self.num_parameters(), "device": str(self.device),
                 "max_length": self.max_length}

@@ -91,21 +91,48 @@ def test_eval_without_student_says_run_train_first(make_cfg):
 def test_label_train_eval(make_cfg, targets):
     from transformers import pipeline
 
-    cfg = make_cfg(f"train.targets={targets}")
+    # the ONNX exports are measured once (soft); the hard run keeps to the torch student
+    variants = "[torch,onnx,onnx-int8]" if targets == "soft" else "[torch]"
+    cfg = make_cfg(f"train.targets={targets}", f"eval.variants={variants}")
     result = run_stage(cfg)
     folder = result["train"]["student_dir"]
     classify = pipeline("text-classification", model=folder)
     assert classify("a great movie")[0]["label"] in {"negative", "positive"}
-    metrics = json.loads((artifacts.eval_dir(cfg) / "metrics.json").read_text())
-    teacher, student = metrics["models"]
-    assert teacher["role"] == "teacher" and student["role"] == "student"
+    out = artifacts.eval_dir(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    teacher, *students = metrics["models"]
+    assert teacher["role"] == "teacher" and {s["role"] for s in students} == {"student"}
+    assert [s["variant"] for s in students] == variants.strip("[]").split(",")
     assert metrics["n_heldout"] == 12
-    for entry in (teacher, student):
-        assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["macro_f1"] <= 1
+    for entry in (teacher, *students):
+        assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["macro_f1"] <= 1 and 0 <= entry["ece"] <= 1
         assert set(entry["samples_per_s"]) == {"1", "4"} and min(entry["samples_per_s"].values()) > 0
-    assert 0 <= student["agreement_with_teacher"] <= 1
-    table = (artifacts.eval_dir(cfg) / "metrics.md").read_text()
-    assert "samples/s @4" in table and "agreement" in table
+        assert entry["latency_ms"]["batch_size"] == 1 and 0 < entry["latency_ms"]["p50"] <= entry["latency_ms"]["p95"]
+        assert set(entry["per_class"]) == {"negative", "positive"}
+        assert sum(map(sum, entry["confusion"])) == 12 and entry["num_parameters"] > 0 and entry["size_mb"] > 0
+        assert sum(c["support"] for c in entry["per_class"].values()) == 12
+    for student in students:
+        assert 0 <= student["agreement_with_teacher"] <= 1 and student["speedup_vs_teacher"]["4"] > 0
+    if targets == "soft":  # the fp32 export gives the torch student's predictions
+        assert students[1]["agreement_with_teacher"] == students[0]["agreement_with_teacher"]
+        assert students[1]["confusion"] == students[0]["confusion"]
+    table = (out / "metrics.md").read_text()
+    assert "samples/s @4" in table and "agreement" in table and "speed-up over the teacher" in table
+    report = (out / "report.md").read_text()
+    assert result["eval"]["report"] == str(out / "report.md")
+    for png in ("confusion.png", "throughput.png", "accuracy_vs_speed.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report
+
+
+def test_eval_all_compares_every_student_of_this_teacher(make_cfg):
+    cfg = make_cfg("eval.variants=[torch]")
+    label.run(cfg)
+    train.run(cfg)
+    train.run(make_cfg("train.targets=hard"))
+    result = evaluate.run(make_cfg("eval.students=all", "eval.variants=[torch]", "eval.plots=false"))
+    names = [m["name"] for m in result["models"]]
+    assert names[0] == "deberta-v3-nli" and sorted(names[1:]) == ["minilm (hard)", "minilm (soft)"], names
+    assert result["eval_dir"].endswith("deberta-v3-nli-all") and result["plots"] == []
 
 
 def test_sweep_over_student_settings_reuses_one_labelling(make_cfg):
@@ -132,5 +159,5 @@ def test_train_rerun_is_a_cache_hit_unless_overwrite(make_cfg):
     assert first["cached"] is False
     again = train.run(cfg)
     assert again["cached"] is True and again["student_dir"] == first["student_dir"]
-    assert again["n_texts"] == 32
+    assert again["n_texts"] + again["n_val"] == 32 and again["n_val"] == 3
     assert train.run(make_cfg("train.overwrite=true"))["cached"] is False

@@ -15,6 +15,7 @@ from distill.config import StudentConfig, TrainConfig
 from distill.errors import DistillError
 from distill.losses import soft_cross_entropy
 from distill.students import StudentClassifier, build_trainer, train_student
+from distill.trainset import LabelledTexts
 
 NOUNS = ["movie", "film", "plot", "story", "game", "team", "actors", "phone", "market", "news"]
 FRAMES = ["the {n} was {a}", "{a} {n} , really", "i think this {n} is very {a}"]
@@ -84,7 +85,7 @@ def topic_trainer(encoder, tmp_path, probs, **train):
     texts = ["the team won the game", "stocks and the market", "space science news", "the phone is new",
              "world news now", "a fun game", "sci tech phone", "business market"]
     student, train = configs(encoder, **train)
-    trainer = build_trainer(texts, probs, TOPICS, student, train, tmp_path)
+    trainer = build_trainer(LabelledTexts(texts, probs), None, TOPICS, student, train, tmp_path)
     return trainer, next(iter(trainer.get_train_dataloader()))
 
 
@@ -136,14 +137,17 @@ def trained(tiny_encoder, tmp_path_factory):
 
 def test_train_student_writes_a_self_contained_folder(trained):
     folder, texts, summary = trained
-    assert summary["n_texts"] == len(texts) == 40 and math.isfinite(summary["train_loss"])
+    assert summary["n_labelled"] == len(texts) == 40 and math.isfinite(summary["train_loss"])
+    # a seeded tenth is the teacher-labelled validation split that picks the best checkpoint
+    assert (summary["n_train"], summary["n_val"]) == (36, 4) and summary["n_texts"] == 36
+    assert 0 <= summary["val_agreement"] <= 1 and summary["best_checkpoint"].startswith("checkpoint-")
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert not (folder / "checkpoints").exists()
     config = AutoConfig.from_pretrained(folder)
     assert config.id2label == {0: "negative", 1: "positive"}
     assert config.problem_type != "multi_label_classification"  # else pipelines would apply a sigmoid
     meta = json.loads((folder / "distill_train.json").read_text())
-    assert meta["n_texts"] == 40 and meta["train"]["targets"] == "soft" and meta["student"]["name"] == "tiny"
+    assert meta["n_labelled"] == 40 and meta["train"]["targets"] == "soft" and meta["student"]["name"] == "tiny"
     assert meta["label_distribution"]["argmax_counts"] == {"negative": 20, "positive": 20}
 
 
@@ -185,7 +189,8 @@ def test_student_learns_a_separable_task(tiny_encoder, tmp_path):
     texts, gold = sentiment(30)
     labels = ["negative", "positive"]
     # 12 epochs at lr 5e-3 reached 1.0 on 21 of 21 seeds tried; 6 epochs at 3e-3 fell to 0.6 on some
-    student, train = configs(tiny_encoder, epochs=12, lr=5e-3)
+    # no early stopping: at lr 5e-3 the tiny model's validation loss jumps about before it settles
+    student, train = configs(tiny_encoder, epochs=12, lr=5e-3, early_stopping_patience=None)
     train_student(texts, teacher_probs(gold, labels, confidence=0.9), labels, student, train, tmp_path)
     predicted = StudentClassifier(tmp_path, device="cpu").predict_proba(texts).argmax(axis=1)
     assert np.mean(predicted == np.array([labels.index(g) for g in gold])) >= 0.9
@@ -216,6 +221,6 @@ def test_missing_student_folder_says_to_train_first(tmp_path):
 
 def test_a_folder_without_a_model_is_a_one_line_load_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    student, train = configs(tmp_path / "empty")
+    student, train = configs(tmp_path / "empty", val_fraction=0)
     with pytest.raises(DistillError, match=r"student\.model: could not load"):
         train_student(["a", "b"], np.full((2, 2), 0.5), ["negative", "positive"], student, train, tmp_path / "out")

@@ -3,17 +3,32 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from . import evaluate, label, train
+from .. import tracking
+from . import evaluate, label, predict, publish, train, weak
 
 
 def run_all(cfg: DictConfig) -> dict:
     """label -> train -> eval in a row; each step reuses what an earlier run already computed."""
-    return {"label": label.run(cfg), "train": train.run(cfg), "eval": evaluate.run(cfg)}
+    if cfg.get("weak") is not None:  # several sources and a label model instead of one teacher
+        return {"weak": _step("weak", cfg), "train": _step("train", cfg), "eval": _step("eval", cfg)}
+    return {"label": _step("label", cfg), "train": _step("train", cfg), "eval": _step("eval", cfg)}
 
 
-STAGES = {"label": label.run, "train": train.run, "eval": evaluate.run, "all": run_all}
+STAGES = {"label": label.run, "train": train.run, "eval": evaluate.run, "all": run_all, "publish": publish.run,
+          "predict": predict.run,
+          "weak": weak.run}
+
+
+def _step(name: str, cfg: DictConfig) -> dict:
+    """One stage, its result recorded in the open experiment tracker (nothing with logger=none)."""
+    return tracking.log_stage(name, cfg, STAGES[name](cfg))
+
+
+def stage_name(cfg: DictConfig) -> str:
+    return cfg.stage.value if hasattr(cfg.stage, "value") else str(cfg.stage)
 
 
 def run_stage(cfg: DictConfig) -> dict:
-    name = cfg.stage.value if hasattr(cfg.stage, "value") else str(cfg.stage)
-    return STAGES[name](cfg)
+    name = stage_name(cfg)
+    with tracking.tracked(cfg, name):  # one W&B run per command with logger=wandb
+        return run_all(cfg) if name == "all" else _step(name, cfg)

@@ -1,10 +1,17 @@
-"""Stage `eval`: teacher and student side by side on the same held-out texts.
+"""Stage `eval`: the teacher and every student side by side on the same held-out texts.
 
-Accuracy and macro-F1 against gold, student-teacher agreement, and samples per second at each batch
-size in `eval.batch_sizes`. Writes metrics.json and metrics.md, and prints the table.
+For each model: accuracy, macro-F1, per-class precision/recall/F1, the confusion matrix, expected
+calibration error (and off-by-one accuracy for ordinal labels), agreement with the teacher; samples per
+second at each of `eval.batch_sizes` after a warm-up, latency p50/p95 per batch, size on disk,
+parameter count, and the speed-up over the teacher from the same run. Fine-tuned students are also
+exported to ONNX and dynamic int8 (`eval.variants`) and measured the same way.
+
+`eval.students=this` scores the configured student; `all` every student trained on this data with this
+teacher (or weak-label set). Writes metrics.json, metrics.md and report.md with PNG plots.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -14,28 +21,67 @@ from omegaconf import DictConfig
 
 from .. import artifacts
 from ..benchmark import throughput
+from ..classifiers import folder_meta, folder_size_mb, load_classifier
 from ..data import load_heldout
 from ..errors import DistillError
 from ..labelstore import read_labels
-from ..metrics import agreement, label_ids, markdown_table, score
-from ..students import StudentClassifier
+from ..metrics import agreement, full_report, label_ids, markdown_table, score
+from ..report import write_report
 from ..teachers import build_teacher
 from .label import label_split
 
 log = logging.getLogger(__name__)
+WEIGHT_FILES = (".safetensors", ".bin", ".onnx", ".pt")
+
+
+def _is_student(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "distill_student.json").is_file()
 
 
 def find_student(cfg: DictConfig) -> Path:
     path = Path(os.path.expanduser(cfg.eval.student_path)) if cfg.eval.student_path else artifacts.student_dir(cfg)
-    if not (path / "config.json").exists():
+    if not _is_student(path):
         raise DistillError(f"no trained student at {path}: run `python -m distill stage=train` with the same "
                            f"overrides first, or set eval.student_path")
     return path
 
 
-def _entry(name: str, role: str, probs: np.ndarray, gold: np.ndarray, speed: dict, info: dict) -> dict:
-    return {"name": name, "role": role, **score(probs, gold, probs.shape[1]),
-            "samples_per_s": {str(bs): round(r["samples_per_s"], 2) for bs, r in speed.items()}, **info}
+def source_name(cfg: DictConfig) -> str:
+    return f"weak-{cfg.weak.name}" if artifacts.uses_weak(cfg) else cfg.teacher.name
+
+
+def find_students(cfg: DictConfig) -> list[Path]:
+    """`eval.students`: this config's student, or all trained on this data by this teacher / weak-label set."""
+    if cfg.eval.students == "this" or cfg.eval.student_path:
+        return [find_student(cfg)]
+    if cfg.eval.students != "all":
+        raise DistillError(f"eval.students='{cfg.eval.students}' is not one of this, all")
+    root = artifacts.outputs_root(cfg) / "students" / cfg.data.name
+    found = sorted(p for p in root.glob(f"{source_name(cfg)}-*") if _is_student(p) and (p / "distill_train.json").is_file())
+    if not found:
+        raise DistillError(f"eval.students=all: no trained student under {root} for {source_name(cfg)}; "
+                           "run stage=train first")
+    return found
+
+
+def weights_size_mb(ref: str) -> float | None:
+    path = Path(os.path.expanduser(str(ref)))
+    if not path.is_dir():
+        return None  # a hub id: its size is not known here
+    return folder_size_mb(path, [p.name for p in path.iterdir() if p.suffix in WEIGHT_FILES])
+
+
+def measure(name: str, role: str, probs: np.ndarray, gold: np.ndarray, speed: dict, cfg: DictConfig,
+            info: dict) -> dict:
+    """One row of the comparison: quality against gold, and speed from `speed` (a throughput() result)."""
+    entry = {"name": name, "role": role, **full_report(probs, gold, list(cfg.data.labels), cfg.data.ordinal),
+             "samples_per_s": {str(bs): (round(r["samples_per_s"], 2) if r else None) for bs, r in speed.items()}}
+    timed = [bs for bs, r in speed.items() if r]
+    if timed:
+        first = speed[min(timed)]
+        entry["latency_ms"] = {"batch_size": min(timed), "p50": round(first["latency_ms_p50"], 2),
+                               "p95": round(first["latency_ms_p95"], 2)}
+    return {**entry, **info}
 
 
 def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -45,56 +91,137 @@ def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tup
     probs = read_labels(held.path, labels)[1]
     speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), texts,
                        cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher")
-    return _entry(cfg.teacher.name, "teacher", probs, gold, speed, {"model": str(cfg.teacher.model)}), probs
+    model = getattr(teacher, "model", None)
+    info = {"kind": cfg.teacher.kind, "variant": "torch" if cfg.teacher.kind != "onnx" else "onnx",
+            "model": str(cfg.teacher.model), "size_mb": weights_size_mb(cfg.teacher.model),
+            "num_parameters": model.num_parameters() if hasattr(model, "num_parameters") else None}
+    return measure(cfg.teacher.name, "teacher", probs, gold, speed, cfg, info), probs
 
 
-def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.ndarray) -> tuple[dict, np.ndarray]:
-    student = StudentClassifier(folder, device=cfg.train.device)
+def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
+    """stage=weak's held-out labels, scored in the teacher's place (several models: not timed)."""
+    folder = artifacts.weak_dir(cfg)
+    path, summary = folder / "heldout.parquet", folder / "summary.json"
+    if not path.exists() or not summary.exists():
+        raise DistillError(f"no combined held-out labels at {path}: run `python -m distill stage=weak` first")
+    current = json.loads(json.dumps(artifacts.data_fingerprint(cfg.data, os.path.expanduser(cfg.paths.data))
+                                    ["heldout"], default=str))
+    if json.loads(summary.read_text()).get("heldout_identity") != current:
+        raise DistillError(f"{path} was written for another held-out set: run `python -m distill stage=weak` again")
+    probs = read_labels(path, list(cfg.data.labels))[1]
+    entry = measure(f"weak-{cfg.weak.name} ({cfg.weak.label_model})", "teacher", probs, gold,
+                    {bs: None for bs in cfg.eval.batch_sizes}, cfg, {"kind": "weak", "model": str(path)})
+    return entry, probs
+
+
+def variants_of(folder: Path, cfg: DictConfig) -> list[str]:
+    """The variants of a student to measure: ONNX ones only for fine-tuned students, when onnxruntime is here."""
+    wanted = list(cfg.eval.variants) or ["torch"]
+    if not (folder / "config.json").is_file():
+        return ["torch"]  # embedding + logistic regression: no export
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        dropped = [v for v in wanted if v != "torch"]
+        if dropped:
+            log.warning("eval: onnxruntime is not installed, so %s are not measured (pip install 'distill[onnx]')",
+                        ", ".join(dropped))
+        return [v for v in wanted if v == "torch"] or ["torch"]
+    return wanted
+
+
+def student_label(folder: Path) -> str:
+    meta = folder_meta(folder)
+    return f"{meta.get('student', {}).get('name') or folder.name} ({meta.get('train', {}).get('targets', '?')})"
+
+
+def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.ndarray,
+                     variant: str = "torch", name: str | None = None) -> tuple[dict, np.ndarray]:
+    student = load_classifier(folder, device=cfg.train.device if variant == "torch" else "cpu", variant=variant)
     if list(student.labels) != list(cfg.data.labels):
         raise DistillError(f"student at {folder} predicts {student.labels}, the data config has {list(cfg.data.labels)}")
     probs = student.predict_proba(texts, batch_size=max(cfg.eval.batch_sizes), progress=True)
     speed = throughput(lambda t, bs: student.predict_proba(t, batch_size=bs), texts,
-                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="student")
-    name = f"{cfg.student.name} ({cfg.train.targets})"
-    return _entry(name, "student", probs, gold, speed, {"model": str(folder)}), probs
+                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc=variant)
+    name = name or student_label(folder)
+    meta = folder_meta(folder)
+    path = getattr(student, "path", None)
+    size = folder_size_mb(path.parent, [path.name]) if path else (
+        folder_size_mb(folder, ["model.safetensors"]) if (folder / "model.safetensors").is_file() else folder_size_mb(folder))
+    info = {"kind": meta.get("student", {}).get("kind", "finetune"), "variant": variant,
+            "targets": meta.get("train", {}).get("targets"), "model": str(path or folder),
+            "size_mb": size, "num_parameters": student.num_parameters()}
+    return measure(name + ("" if variant == "torch" else f" {variant}"), "student", probs, gold, speed, cfg, info), probs
+
+
+def speedups(entries: list[dict], batch_sizes: list[int]) -> None:
+    """Each model's samples/s over the teacher's, batch size by batch size, from this one run."""
+    teacher = next((e for e in entries if e["role"] == "teacher"), None)
+    for e in entries:
+        if teacher is None or e is teacher:
+            continue
+        e["speedup_vs_teacher"] = {str(bs): (round(e["samples_per_s"][str(bs)] / teacher["samples_per_s"][str(bs)], 2)
+                                             if teacher["samples_per_s"].get(str(bs)) else None) for bs in batch_sizes}
 
 
 def render(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str) -> str:
-    header = ["model", "role", "accuracy", "macro-F1", "agreement w/ teacher"]
-    header += [f"samples/s @{bs}" for bs in batch_sizes]
-    rows = [[e["name"], e["role"], e["accuracy"], e["macro_f1"], e.get("agreement_with_teacher")]
-            + [e["samples_per_s"][str(bs)] for bs in batch_sizes] for e in entries]
-    title = f"### {data}: {n_texts} held-out texts\n\n"
-    table = markdown_table(header, rows)
-    teacher = next((e for e in entries if e["role"] == "teacher"), None)
-    notes = []
+    header = ["model", "role", "accuracy", "macro-F1", "agreement w/ teacher", "ECE"]
+    header += [f"samples/s @{bs}" for bs in batch_sizes] + ["p50 / p95 ms", "MB", "params (M)"]
+    rows = []
     for e in entries:
-        if teacher and e is not teacher:
-            ratios = ", ".join(f"{e['samples_per_s'][str(bs)] / teacher['samples_per_s'][str(bs)]:.1f}x @{bs}"
-                               for bs in batch_sizes)
-            notes.append(f"- {e['name']} speed-up over the teacher: {ratios}")
-    return title + table + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+        latency = e.get("latency_ms")
+        rows.append([e["name"], e["role"], e["accuracy"], e["macro_f1"], e.get("agreement_with_teacher"), e.get("ece")]
+                    + [e["samples_per_s"].get(str(bs)) for bs in batch_sizes]
+                    + [f"{latency['p50']:.1f} / {latency['p95']:.1f}" if latency else None, e.get("size_mb"),
+                       round(e["num_parameters"] / 1e6, 1) if e.get("num_parameters") else None])
+    title = f"### {data}: {n_texts} held-out texts\n\n"
+    notes = [f"- {e['name']} speed-up over the teacher: "
+             + ", ".join(f"{r:.1f}x @{bs}" for bs, r in e["speedup_vs_teacher"].items() if r is not None)
+             for e in entries if any(v is not None for v in e.get("speedup_vs_teacher", {}).values())]
+    return title + markdown_table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+
+
+def out_dir(cfg: DictConfig) -> Path:
+    if cfg.eval.students == "all" and not cfg.eval.student_path:
+        return artifacts.outputs_root(cfg) / "eval" / cfg.data.name / f"{source_name(cfg)}-all"
+    return artifacts.eval_dir(cfg)
 
 
 def run(cfg: DictConfig) -> dict:
     held = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
     gold = label_ids(held.gold, list(cfg.data.labels))
-    folder = find_student(cfg)
+    folders = find_students(cfg)
+    batch_sizes = list(cfg.eval.batch_sizes)
     entries, teacher_probs = [], None
-    if cfg.eval.teacher:
+    if cfg.eval.teacher and artifacts.uses_weak(cfg):
+        entry, teacher_probs = evaluate_weak(cfg, gold)
+        entries.append(entry)
+    elif cfg.eval.teacher:
         entry, teacher_probs = evaluate_teacher(cfg, held.texts, gold)
         entries.append(entry)
-    entry, student_probs = evaluate_student(cfg, folder, held.texts, gold)
+    labels_seen: dict[str, int] = {}
+    for folder in folders:
+        name = student_label(folder)
+        labels_seen[name] = labels_seen.get(name, 0) + 1
+        if labels_seen[name] > 1:  # two students of one name and targets (a sweep): tell them apart
+            name = f"{name} {folder.name.rsplit('-', 1)[-1]}"
+        for variant in variants_of(folder, cfg):
+            entry, probs = evaluate_student(cfg, folder, held.texts, gold, variant, name)
+            if teacher_probs is not None:
+                entry["agreement_with_teacher"] = agreement(probs, teacher_probs)
+            entries.append(entry)
     if teacher_probs is not None:
         entries[0]["agreement_with_teacher"] = 1.0
-        entry["agreement_with_teacher"] = agreement(student_probs, teacher_probs)
-    entries.append(entry)
-    table = render(entries, list(cfg.eval.batch_sizes), len(held.texts), cfg.data.name)
-    out = artifacts.eval_dir(cfg)
+    speedups(entries, batch_sizes)
+    table = render(entries, batch_sizes, len(held.texts), cfg.data.name)
+    out = out_dir(cfg)
     metrics = {"data": cfg.data.name, "n_heldout": len(held.texts), "labels": list(cfg.data.labels),
-               "batch_sizes": list(cfg.eval.batch_sizes), "models": entries}
+               "batch_sizes": batch_sizes, "models": entries}
     artifacts.write_json(out / "metrics.json", metrics)
     (out / "metrics.md").write_text(table)
+    report, plots = write_report(out, metrics, table, plots=cfg.eval.plots)
     print("\n" + table)
-    log.info("eval: %d held-out texts scored -> %s", len(held.texts), out / "metrics.json")
-    return {"eval_dir": str(out), **{f"{e['role']}_accuracy": e["accuracy"] for e in entries}, "models": entries}
+    log.info("eval: %d held-out texts scored -> %s (report: %s)", len(held.texts), out / "metrics.json", report)
+    return {"eval_dir": str(out), "report": str(report), "plots": [str(p) for p in plots],
+            **{f"{e['role']}_accuracy": e["accuracy"] for e in entries if e.get("variant", "torch") == "torch"},
+            "models": entries}

@@ -10,11 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
 from ..errors import DistillError
-from ..labelstore import read_labels
+from ..labelstore import read_labels, read_weights
 from ..students import train_student
 
 log = logging.getLogger(__name__)
-SUMMARY_KEYS = ("train_loss", "seconds", "n_texts")
+SUMMARY_KEYS = ("train_loss", "seconds", "n_texts", "n_val", "val_agreement")
 
 
 def find_labels(cfg: DictConfig) -> Path:
@@ -23,6 +23,12 @@ def find_labels(cfg: DictConfig) -> Path:
         path = Path(os.path.expanduser(cfg.train.labels_path))
         if not path.exists():
             raise DistillError(f"train.labels_path: {path} does not exist")
+        return path
+    if artifacts.uses_weak(cfg):
+        path = artifacts.weak_dir(cfg) / "pool.parquet"
+        if not path.exists():
+            raise DistillError(f"no combined labels for weak={cfg.weak.name} at {path}: run `python -m distill "
+                               f"stage=weak` with the same data/weak overrides first")
         return path
     path = artifacts.labels_file(cfg, "pool")
     if not path.exists():
@@ -41,7 +47,8 @@ def run(cfg: DictConfig) -> dict:
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": True,
                 **{k: v for k, v in json.loads(done.read_text()).items() if k in SUMMARY_KEYS}}
     texts, probs = read_labels(labels_path, list(cfg.data.labels))
-    summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir)
+    summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir,
+                            weights=read_weights(labels_path))
     artifacts.write_json(out_dir / "distill_config.json", {
         "labels_path": str(labels_path),
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -11,21 +11,14 @@ per label can; it also leaves a single [K, D] matrix to multiply at prediction t
 """
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
-from transformers import AutoModel
-
 from ..config import TeacherConfig
 from ..device import resolve_device, resolve_dtype
+from ..encoder import SentenceEncoder
 from ..errors import DistillError
-from ..hub import load_model
 from .base import Teacher
 from .nli import as_text_list, hypotheses_for, softmax
 
@@ -56,9 +49,9 @@ class EmbeddingTeacher(Teacher):
         self.prompts = label_prompts(cfg, self.labels)
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        self.tokenizer, self.model = load_encoder(cfg.model, self.device, self.dtype)
-        self.max_length = self._max_length(cfg.max_length)
-        self.input_names = list(self.tokenizer.model_input_names)
+        self.encoder = SentenceEncoder(cfg.model, self.device, self.dtype, cfg.max_length, cfg.batch_size,
+                                       name=f"teacher {self.name}")
+        self.tokenizer, self.model, self.max_length = self.encoder.tokenizer, self.encoder.model, self.encoder.max_length
         # Prompts are embedded once: every predict_proba call only multiplies by this [K, D] matrix.
         self.label_embeddings = self._label_embeddings()
         log.info("teacher %s: %s (sentence embeddings, %d prompts for %d labels, temperature %g) on %s in %s",
@@ -81,32 +74,7 @@ class EmbeddingTeacher(Teacher):
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """L2-normalised float32 [N, D] sentence embeddings, rows in input order."""
-        texts = as_text_list(texts)
-        batch_size = batch_size or self.cfg.batch_size
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        features = {name: enc[name] for name in self.input_names if name in enc}
-        lengths = np.array([len(ids) for ids in features["input_ids"]])
-        # Longest first, as in the NLI teacher: little padding per batch, and memory trouble shows at once.
-        order = np.argsort(-lengths, kind="stable")
-        out = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        with tqdm(total=len(texts), desc=f"teacher {self.name}", unit="text", disable=not progress,
-                  leave=False) as bar:
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
-                batch = self.tokenizer.pad({k: [v[i] for i in rows] for k, v in features.items()},
-                                           return_tensors="pt")
-                out[rows] = self._encode(batch)
-                bar.update(len(rows))
-        return out
-
-    @torch.inference_mode()
-    def _encode(self, batch) -> np.ndarray:
-        batch = batch.to(self.device)
-        # Pool in float32 so half-precision weights cost no accuracy in the sums and the norm.
-        hidden = self.model(**batch).last_hidden_state.float()
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return F.normalize(pooled, dim=-1).cpu().numpy()
+        return self.encoder.embed(as_text_list(texts), batch_size, progress)
 
     def _label_embeddings(self) -> np.ndarray:
         """[K, D]: per label, the renormalised mean of its prompts' normalised embeddings."""
@@ -120,15 +88,6 @@ class EmbeddingTeacher(Teacher):
         centroids = np.stack(centroids)
         return (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).astype(np.float32)
 
-    def _max_length(self, max_length: int) -> int:
-        """teacher.max_length capped by the tokenizer, the position table and sentence-transformers' limit."""
-        # The encoder was trained on texts up to max_seq_length (256 for MiniLM, 384 for mpnet), which
-        # sentence-transformers reads from this file; the tokenizer itself claims 512.
-        st_config = Path(self.tokenizer.name_or_path) / "sentence_bert_config.json"
-        st_limit = json.loads(st_config.read_text()).get("max_seq_length") if st_config.is_file() else None
-        positions = getattr(self.model.config, "max_position_embeddings", None)
-        return min(n for n in (int(max_length), self.tokenizer.model_max_length, positions, st_limit) if n)
-
 
 def label_prompts(cfg: TeacherConfig, labels: list[str]) -> dict[str, list[str]]:
     """Per label, the sentences whose embeddings stand for it: its descriptions, else one per template.
@@ -137,8 +96,3 @@ def label_prompts(cfg: TeacherConfig, labels: list[str]) -> dict[str, list[str]]
     """
     prompts, owner = hypotheses_for(cfg, labels)
     return {label: [p for p, k in zip(prompts, owner) if k == i] for i, label in enumerate(labels)}
-
-
-def load_encoder(ref: str, device: torch.device, dtype: torch.dtype):
-    """Tokenizer and eval-mode bare encoder (no head) on `device`."""
-    return load_model(ref, "teacher.model", AutoModel, device, dtype)

@@ -1,0 +1,137 @@
+"""Export a fine-tuned student to ONNX and to dynamic int8, and run those with onnxruntime.
+
+    <student>/onnx/model.onnx         fp32 graph (dynamic batch and sequence axes), logits output
+    <student>/onnx/model.int8.onnx    the same, weights quantized to int8 (onnxruntime dynamic quantization)
+
+Exports are made once and reused. Attention is exported in its eager form (no SDPA fast paths that
+tracing would freeze to one input shape); `check_export` compares the graph with the torch model on
+batches of several shapes before it is kept.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .classifiers import TokenClassifier, folder_meta
+from .errors import DistillError
+
+log = logging.getLogger(__name__)
+ONNX_DIR = "onnx"
+FP32, INT8 = "model.onnx", "model.int8.onnx"
+CHECK_TEXTS = ["a", "the movie was great", "a long and winding sentence that goes on for quite a few words, "
+               "with commas, to exercise longer sequences than the rest", "bad"]
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise DistillError(f"ONNX export needs onnx and onnxruntime ({e}): pip install 'distill[onnx]'") from e
+
+
+def export(folder, quantized: bool = False) -> Path:
+    """Path of the student's fp32 (or int8) ONNX graph, exporting it first if it is not there yet."""
+    _require_onnx()
+    folder = Path(folder)
+    fp32 = folder / ONNX_DIR / FP32
+    if not fp32.is_file():
+        _export_fp32(folder, fp32)
+    if not quantized:
+        return fp32
+    int8 = folder / ONNX_DIR / INT8
+    if not int8.is_file():
+        _quantize(fp32, int8)
+    return int8
+
+
+def _export_fp32(folder: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (folder / "config.json").is_file():
+        raise DistillError(f"{folder} holds no fine-tuned transformers student to export to ONNX")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    # in the forward's own order, which the exporter follows when it names the graph's inputs
+    takes = inspect.signature(model.forward).parameters
+    names = [n for n in takes if n in tokenizer.model_input_names]
+    sample = tokenizer(CHECK_TEXTS[:2], padding=True, return_tensors="pt")
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.onnx")
+    log.info("exporting %s to ONNX -> %s", folder.name, out)
+    with torch.inference_mode():
+        torch.onnx.export(model, (), str(tmp), kwargs={n: sample[n] for n in names}, input_names=names,
+                          output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    check_export(tmp, folder, model, tokenizer)
+    os.replace(tmp, out)
+
+
+def _quantize(fp32: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = out.with_name(out.stem + ".tmp.onnx")
+    log.info("quantizing %s to dynamic int8 -> %s", fp32, out)
+    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+    os.replace(tmp, out)
+
+
+def check_export(path: Path, folder: Path, model, tokenizer, atol: float = 1e-3) -> None:
+    """The graph must give the torch model's logits on batches of 1 and several texts of mixed lengths."""
+    import torch
+
+    session = ONNXClassifier(path, folder)
+    for texts in (CHECK_TEXTS[:1], CHECK_TEXTS, CHECK_TEXTS[2:3]):
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=session.max_length, return_tensors="pt")
+        with torch.inference_mode():
+            want = torch.softmax(model(**enc).logits.float(), -1).numpy()
+        got = session.predict_proba(texts, batch_size=len(texts))
+        if not np.allclose(got, want, atol=atol):
+            raise DistillError(f"the ONNX export of {folder} disagrees with the torch model (max |diff| "
+                               f"{np.abs(got - want).max():.2e}); it was not kept")
+
+
+class ONNXClassifier(TokenClassifier):
+    """An exported student graph on onnxruntime (CPU), with the student folder's tokenizer and labels."""
+
+    def __init__(self, path, folder, threads: int | None = None):
+        import onnxruntime as ort
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.path, self.folder = Path(path), Path(folder)
+        meta = folder_meta(self.folder)
+        config = AutoConfig.from_pretrained(self.folder)
+        self.labels = [config.id2label[i] for i in range(len(config.id2label))]
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.max_length = meta.get("student", {}).get("max_length") or min(
+            self.tokenizer.model_max_length, getattr(config, "max_position_embeddings", 512), 512)
+        variant = "onnx-int8" if self.path.name == INT8 else "onnx"
+        self.name = f"{meta.get('student', {}).get('name') or self.folder.name} {variant}"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def _probs(self, texts: list[str]) -> np.ndarray:
+        enc = self._encode(texts, "np")
+        logits = self.session.run(["logits"], {n: enc[n].astype(np.int64) for n in self.inputs})[0]
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def num_parameters(self) -> int:
+        import onnx
+
+        model = onnx.load(str(self.path), load_external_data=False)
+        return int(sum(np.prod(t.dims) for t in model.graph.initializer))
+
+    def describe(self) -> dict:
+        return {"name": self.name, "model": str(self.path), "labels": self.labels,
+                "num_parameters": self.num_parameters(), "device": "cpu (onnxruntime)", "max_length": self.max_length}

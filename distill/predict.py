@@ -1,0 +1,181 @@
+"""Predict labels for a file of new texts (CSV, TSV, JSONL or parquet), chunk by chunk.
+
+Every input row comes back, in order, with its columns untouched, plus:
+
+    predicted_label   the label (empty when the row has no text)
+    score             the predicted label's probability
+    prob_<label>      every label's probability
+    text_missing      true for rows whose text is empty or missing: kept and marked, never dropped
+
+For a binary task `threshold` moves the decision: `positive_label` is predicted when its probability is
+at least the threshold (precision vs recall), the other label otherwise. The input is read and the
+output written a chunk at a time, to a temporary file renamed into place at the end.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .errors import DistillError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+CHUNK_ROWS = 4096
+ADDED = ("predicted_label", "score", "text_missing")
+
+PredictProba = Callable[[Sequence[str], int], np.ndarray]
+
+
+def file_format(path: Path) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise DistillError(f"predict: cannot tell the format of {path} from its extension; use one of "
+                           f"{', '.join(sorted(FORMATS))}")
+    return fmt
+
+
+def _chunks(path: Path, fmt: str) -> Iterator[pd.DataFrame]:
+    try:
+        if fmt in ("csv", "tsv"):
+            yield from pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", chunksize=CHUNK_ROWS, dtype=str,
+                                   keep_default_na=False, na_values=[""])
+        elif fmt == "jsonl":
+            yield from pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False)
+        else:
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
+                yield batch.to_pandas()
+    except DistillError:
+        raise
+    except Exception as e:  # pandas and pyarrow raise many types on a corrupt file
+        raise DistillError(f"predict: could not read {path} as {fmt} ({type(e).__name__}: "
+                           f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+
+
+def count_rows(path: Path, fmt: str) -> Optional[int]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:
+            return None
+    return None  # counting a text file costs a full read; the bar counts up instead
+
+
+def texts_of(frame: pd.DataFrame, columns: Sequence[str], separator: str, where) -> tuple[list[str], np.ndarray]:
+    """(texts, missing mask): the columns joined; a row whose columns are all empty or missing is missing."""
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise DistillError(f"predict: column(s) {', '.join(map(repr, absent))} not in {where} (columns: "
+                           f"{', '.join(map(str, frame.columns))}); set predict.text_column")
+    parts = []
+    for c in columns:
+        values = frame[c]
+        parts.append(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in values])
+    texts = [separator.join(p for p in row if p) for row in zip(*parts)]
+    missing = np.array([not t for t in texts], dtype=bool)
+    return texts, missing
+
+
+def decide(probs: np.ndarray, labels: Sequence[str], threshold: Optional[float],
+           positive_label: Optional[str]) -> np.ndarray:
+    """Predicted label ids: argmax, or for a binary task the threshold on `positive_label`'s probability."""
+    if threshold is None:
+        return probs.argmax(axis=1)
+    if len(labels) != 2:
+        raise DistillError(f"predict.threshold applies to binary tasks; these labels are {list(labels)}")
+    if not 0 < threshold < 1:
+        raise DistillError(f"predict.threshold must be between 0 and 1, got {threshold}")
+    positive = labels.index(positive_label) if positive_label is not None else 1
+    return np.where(probs[:, positive] >= threshold, positive, 1 - positive)
+
+
+def check_labels(labels: Sequence[str], positive_label: Optional[str]) -> None:
+    if positive_label is not None and positive_label not in labels:
+        raise DistillError(f"predict.positive_label='{positive_label}' is not one of the labels {list(labels)}")
+
+
+class _Writer:
+    """Appends chunks to a temporary file of the output's format; `close` renames it into place."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = Path(path), fmt
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.parquet, self.first = None, True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        elif self.fmt == "jsonl":
+            with open(self.tmp, "w" if self.first else "a") as f:
+                frame.to_json(f, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_csv(self.tmp, sep="\t" if self.fmt == "tsv" else ",", index=False, mode="w" if self.first else "a",
+                         header=self.first)
+        self.first = False
+
+    def close(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        os.replace(self.tmp, self.path)
+
+
+def predict_file(input_path: Path, output_path: Path, predict_proba: PredictProba, labels: Sequence[str],
+                 text_columns: Sequence[str], separator: str = ". ", batch_size: int = 64,
+                 threshold: Optional[float] = None, positive_label: Optional[str] = None,
+                 desc: str = "predict") -> dict:
+    """Write `output_path` (format from its extension) with the input's rows and the predictions."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise DistillError(f"predict: input file {input_path} does not exist")
+    fmt_in, fmt_out = file_format(input_path), file_format(output_path)
+    if output_path.resolve() == input_path.resolve():
+        raise DistillError(f"predict: the output {output_path} would overwrite the input; choose another predict.output")
+    labels = list(labels)
+    check_labels(labels, positive_label)
+    clash = [c for c in (*ADDED, *(f"prob_{label}" for label in labels))]
+    writer, rows, n_missing, counts = _Writer(output_path, fmt_out), 0, 0, np.zeros(len(labels), dtype=np.int64)
+    try:
+        with tqdm(total=count_rows(input_path, fmt_in), desc=desc, unit="row") as bar:
+            for chunk in _chunks(input_path, fmt_in):
+                texts, missing = texts_of(chunk, text_columns, separator, input_path)
+                probs = np.full((len(texts), len(labels)), np.nan, dtype=np.float32)
+                present = np.flatnonzero(~missing)
+                if len(present):
+                    probs[present] = predict_proba([texts[i] for i in present], batch_size)
+                out = chunk.drop(columns=[c for c in clash if c in chunk.columns])
+                ids = np.full(len(texts), -1)
+                if len(present):
+                    ids[present] = decide(probs[present], labels, threshold, positive_label)
+                # a string column even when a chunk has no text at all, so every chunk has one schema
+                out["predicted_label"] = pd.array([labels[i] if i >= 0 else None for i in ids], dtype="string")
+                out["score"] = np.where(ids >= 0, probs[np.arange(len(ids)), np.maximum(ids, 0)], np.nan)
+                for k, label in enumerate(labels):
+                    out[f"prob_{label}"] = probs[:, k]
+                out["text_missing"] = missing
+                writer.write(out)
+                rows += len(texts)
+                n_missing += int(missing.sum())
+                counts += np.bincount(ids[ids >= 0], minlength=len(labels))
+                bar.update(len(texts))
+        if rows == 0:
+            raise DistillError(f"predict: {input_path} has no rows")
+        writer.close()
+    except BaseException:
+        Path(writer.tmp).unlink(missing_ok=True)  # a half-written output never replaces anything
+        raise
+    return {"input": str(input_path), "output": str(output_path), "n_rows": rows, "n_missing_text": n_missing,
+            "label_counts": dict(zip(labels, counts.tolist())), "threshold": threshold}

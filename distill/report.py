@@ -1,0 +1,169 @@
+"""The evaluation report a person reads in 30 seconds: report.md with the table and three PNG plots.
+
+    confusion.png           one confusion matrix per model (rows: gold, columns: predicted; row-normalised
+                            colour, counts written in the cells)
+    throughput.png          samples/s of every model at each batch size (log scale)
+    accuracy_vs_speed.png   accuracy against samples/s at the largest batch size: up and to the right is better
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from .metrics import fmt, markdown_table
+
+log = logging.getLogger(__name__)
+COLORS = {"teacher": "#c0392b", "student": "#2471a3"}
+
+
+def write_report(out: Path, metrics: dict, table: str, plots: bool = True) -> tuple[Path, list[Path]]:
+    """Write report.md (and the PNGs unless `plots` is false or matplotlib is missing); return their paths."""
+    out = Path(out)
+    pngs = _plots(out, metrics) if plots else []
+    lines = [f"# {metrics['data']}: teacher vs students", "", _headline(metrics), "", table.strip(), ""]
+    for png in pngs:
+        lines += [f"![{png.stem.replace('_', ' ')}]({png.name})", ""]
+    lines += ["## Per class", "", _per_class(metrics), ""]
+    lines += ["Accuracy and F1 are against the held-out gold labels (read only for scoring). Agreement is the share "
+              "of texts on which a model picks the teacher's label. ECE: expected calibration error of the top "
+              "label (15 bins; 0 is perfectly calibrated). Speeds are from one run on one machine: compare ratios "
+              "more than absolute numbers.", ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report, pngs
+
+
+def _headline(metrics: dict) -> str:
+    models = metrics["models"]
+    teacher = next((m for m in models if m["role"] == "teacher"), None)
+    students = [m for m in models if m["role"] == "student"]
+    if not students:
+        return ""
+    best = max(students, key=lambda m: m["accuracy"])
+    text = f"Best student: **{best['name']}**, accuracy {best['accuracy']:.4f}"
+    if teacher:
+        text += f" (teacher {teacher['name']}: {teacher['accuracy']:.4f}, {100 * (best['accuracy'] - teacher['accuracy']):+.1f} points)"
+        ratios = {bs: r for bs, r in (best.get("speedup_vs_teacher") or {}).items() if r}
+        if ratios:
+            bs = max(ratios, key=int)
+            text += f", {ratios[bs]:.1f}x the teacher's samples/s at batch {bs}"
+    fastest = max(students, key=lambda m: m["samples_per_s"].get(str(max(metrics["batch_sizes"]))) or 0)
+    if fastest is not best:
+        text += f". Fastest: **{fastest['name']}** (accuracy {fastest['accuracy']:.4f})"
+    return text + "."
+
+
+def _per_class(metrics: dict) -> str:
+    labels = metrics["labels"]
+    header = ["model"] + [f"{label} P / R / F1" for label in labels]
+    rows = [[m["name"]] + [" / ".join(fmt(m["per_class"][label][k], 2) for k in ("precision", "recall", "f1"))
+                           for label in labels] for m in metrics["models"] if "per_class" in m]
+    return markdown_table(header, rows)
+
+
+def _plots(out: Path, metrics: dict) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("report: matplotlib is not installed, so the report has no plots (pip install 'distill[plots]')")
+        return []
+    paths = [_confusions(out, metrics, plt), _throughput(out, metrics, plt), _accuracy_vs_speed(out, metrics, plt)]
+    return [p for p in paths if p is not None]
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+def _confusions(out: Path, metrics: dict, plt) -> Path | None:
+    import numpy as np
+
+    models = [m for m in metrics["models"] if "confusion" in m]
+    if not models:
+        return None
+    labels = metrics["labels"]
+    k = len(labels)
+    cols = min(3, len(models))
+    rows = math.ceil(len(models) / cols)
+    size = 1.2 + 0.7 * k
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 0.5, rows * size + 0.8), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, models):
+        counts = np.asarray(m["confusion"], dtype=float)
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=9,
+                        color="white" if share[i, j] > 0.6 else "black")
+        ax.set_xticks(range(k), [_short(label, 10) for label in labels], rotation=30 if k > 2 else 0, ha="right" if k > 2 else "center", fontsize=8)
+        ax.set_yticks(range(k), [_short(label, 10) for label in labels], fontsize=8)
+        ax.set_title(f"{_short(m['name'])}\nacc {m['accuracy']:.3f}", fontsize=9)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("gold", fontsize=8)
+    fig.suptitle(f"{metrics['data']}: confusion matrices ({metrics['n_heldout']} held-out texts)", fontsize=11)
+    fig.tight_layout()
+    path = out / "confusion.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _throughput(out: Path, metrics: dict, plt) -> Path | None:
+    import numpy as np
+
+    models = [m for m in metrics["models"] if any(v for v in m["samples_per_s"].values())]
+    if not models:
+        return None
+    sizes = metrics["batch_sizes"]
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(sizes) + 0.5 * len(models)), 4.2))
+    for i, m in enumerate(models):
+        values = [m["samples_per_s"].get(str(bs)) or 0 for bs in sizes]
+        xs = np.arange(len(sizes)) + (i - (len(models) - 1) / 2) * width
+        bars = ax.bar(xs, values, width, label=_short(m["name"], 34),
+                      color=COLORS["teacher"] if m["role"] == "teacher" else None)
+        for bar, v in zip(bars, values):
+            if v:
+                ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(sizes)), [f"batch {bs}" for bs in sizes])
+    ax.set_yscale("log")
+    ax.set_ylabel("samples / second (log)")
+    ax.set_title(f"{metrics['data']}: throughput by batch size")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    path = out / "throughput.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
+    bs = str(max(metrics["batch_sizes"]))
+    models = [m for m in metrics["models"] if m["samples_per_s"].get(bs)]
+    if not models:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 4.5))
+    for m in models:
+        x, y = m["samples_per_s"][bs], m["accuracy"]
+        ax.scatter([x], [y], s=60, color=COLORS[m["role"]], marker="*" if m["role"] == "teacher" else "o", zorder=3)
+        ax.annotate(_short(m["name"], 30), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"samples / second at batch {bs} (log)")
+    ax.set_ylabel("accuracy (held-out gold)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{metrics['data']}: accuracy vs speed (teacher: red star)")
+    lo, hi = min(m["accuracy"] for m in models), max(m["accuracy"] for m in models)
+    ax.set_ylim(lo - 0.05 * max(hi - lo, 0.1), hi + 0.05 * max(hi - lo, 0.1))
+    xs = [m["samples_per_s"][bs] for m in models]
+    ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
+    fig.tight_layout()
+    path = out / "accuracy_vs_speed.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,103 @@
+"""What the student learns from: the teacher's labels, filtered, weighted and split, never gold.
+
+`prepare` turns the label file's texts and [N, K] probabilities (plus an optional per-row `weight`
+column, e.g. from a noise filter) into a training set and a teacher-labelled validation split:
+
+- `train.min_confidence`: texts whose top teacher probability is below it are dropped;
+- `train.confidence_weighting`: each text weighs its teacher confidence (low-confidence labels count less);
+- `train.class_balance`: each text weighs 1 / (its teacher class's share x K), so rare classes count as
+  much as common ones;
+- `train.val_fraction`: a seeded share of the kept texts is set aside, teacher-labelled, for model
+  selection and early stopping.
+
+Weights are normalised to mean 1 over the training split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .errors import DistillError
+
+
+@dataclass
+class LabelledTexts:
+    texts: list[str]
+    probs: np.ndarray  # [N, K] teacher probabilities
+    weights: Optional[np.ndarray] = None  # [N] per-text loss weights; None: all 1
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, idx: np.ndarray) -> "LabelledTexts":
+        return LabelledTexts([self.texts[i] for i in idx], self.probs[idx],
+                             None if self.weights is None else self.weights[idx])
+
+
+def check_inputs(texts, probs, labels) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float32)
+    if len(texts) == 0:
+        raise DistillError("train: there are no texts to train on")
+    if probs.shape != (len(texts), len(labels)):
+        raise DistillError(f"train: teacher probabilities have shape {probs.shape}, expected "
+                           f"({len(texts)}, {len(labels)}) for {len(texts)} texts and {len(labels)} labels; "
+                           "re-run stage=label")
+    return probs
+
+
+def _check_options(train) -> None:
+    if not 0 <= train.min_confidence < 1:
+        raise DistillError(f"train.min_confidence must be in [0, 1), got {train.min_confidence}")
+    if not 0 <= train.val_fraction < 1:
+        raise DistillError(f"train.val_fraction must be in [0, 1), got {train.val_fraction}")
+
+
+def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None
+            ) -> tuple[LabelledTexts, Optional[LabelledTexts], dict]:
+    """(training split, validation split or None, stats of what was kept and how it was weighted)."""
+    _check_options(train)
+    probs = check_inputs(texts, probs, labels)
+    n, k = probs.shape
+    w = np.ones(n, dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64).copy()
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any():
+        raise DistillError("train: the label file's `weight` column must hold one finite, non-negative number a text")
+    confidence = probs.max(axis=1)
+    zero_weight = ~(w > 0)
+    keep = (confidence >= train.min_confidence) & ~zero_weight
+    if not keep.any():
+        raise DistillError(f"train.min_confidence={train.min_confidence} (and any zero weights) leaves no text "
+                           f"to train on: the teacher's most confident label has p={confidence.max():.3f}")
+    if train.confidence_weighting:
+        w = w * confidence
+    classes = probs.argmax(axis=1)
+    if train.class_balance:
+        counts = np.bincount(classes[keep], minlength=k).astype(np.float64)
+        share = counts / counts.sum()
+        factor = np.where(share > 0, 1.0 / (np.maximum(share, 1e-12) * np.count_nonzero(counts)), 0.0)
+        w = w * factor[classes]
+    kept = np.flatnonzero(keep)
+    rng = np.random.default_rng([train.seed, 7])
+    n_val = int(round(train.val_fraction * len(kept)))
+    if train.val_fraction > 0 and (n_val < 1 or n_val >= len(kept)):
+        raise DistillError(f"train.val_fraction={train.val_fraction} of {len(kept)} kept texts leaves no "
+                           "validation or no training text; set train.val_fraction=0 to train without one")
+    shuffled = rng.permutation(kept)
+    val_idx, train_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
+    data = LabelledTexts(list(texts), probs, w)
+    train_set, val_set = data.take(train_idx), (data.take(val_idx) if n_val else None)
+    train_set.weights = train_set.weights / train_set.weights.mean()
+    if val_set is not None:
+        val_set.weights = None  # selection scores every validation text alike
+    uniform = np.allclose(train_set.weights, 1.0)
+    if uniform:
+        train_set.weights = None
+    stats = {
+        "n_labelled": n, "n_dropped_low_confidence": int((confidence < train.min_confidence).sum()),
+        "n_dropped_zero_weight": int((zero_weight & (confidence >= train.min_confidence)).sum()),
+        "n_train": len(train_set), "n_val": len(val_set) if val_set is not None else 0,
+        "weighted": not uniform,
+        "train_class_counts": np.bincount(train_set.probs.argmax(axis=1), minlength=k).tolist(),
+    }
+    return train_set, val_set, stats
