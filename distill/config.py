@@ -164,9 +164,10 @@ class WeakConfig:
     regex: Dict[str, List[str]] = field(default_factory=dict)  # label -> regular expressions, one LF per label
     hook: Optional[str] = None  # module:function, texts -> a label name (or None: abstain) per text
     label_model: str = "dawid_skene"  # dawid_skene | average | majority_vote: what the student learns from
-    teacher_votes: str = "soft"  # soft: teachers vote their (calibrated) probabilities; hard: their argmax
+    teacher_votes: str = "hard"  # hard: teachers vote their argmax | soft: their (calibrated) probabilities
     calibrate: bool = True  # temperature-scale each teacher to the other sources' consensus (no gold)
-    class_prior: Optional[Dict[str, float]] = None  # label -> share; None: estimated by EM from the pool
+    class_prior: Optional[Dict[str, float]] = None  # label -> share, held fixed; None: estimated (prior_from)
+    prior_from: str = "vote"  # vote: the sources' majority-vote class shares, held | em: re-estimated by EM
     smoothing: float = 1.0  # Dawid-Skene pseudo-counts in every confusion cell
     weights: Dict[str, float] = field(default_factory=dict)  # source -> weight (default 1; 0.5 each for two copies)
     noise: str = "downweight"  # off | flag | drop | downweight: what a likely wrong label's `weight` becomes

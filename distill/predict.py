@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .errors import DistillError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-CHUNK_ROWS = 4096
+CHUNK_ROWS = 512  # rows read, predicted and written at a time (the progress bar moves per chunk)
 ADDED = ("predicted_label", "score", "text_missing")
 
 PredictProba = Callable[[Sequence[str], int], np.ndarray]

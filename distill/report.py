@@ -75,6 +75,15 @@ def _plots(out: Path, metrics: dict) -> list[Path]:
     return [p for p in paths if p is not None]
 
 
+def _plain_ticks(axis) -> None:
+    """Log-scale ticks as plain numbers (30, 100, 300), not 3x10^1."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
 def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[:width - 1] + "…"
 
@@ -90,7 +99,7 @@ def _confusions(out: Path, metrics: dict, plt) -> Path | None:
     cols = min(3, len(models))
     rows = math.ceil(len(models) / cols)
     size = 1.2 + 0.7 * k
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 0.5, rows * size + 0.8), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(cols * size + 0.5, 6.0), rows * size + 0.9), squeeze=False)
     for ax in axes.flat[len(models):]:
         ax.axis("off")
     for ax, m in zip(axes.flat, models):
@@ -106,7 +115,8 @@ def _confusions(out: Path, metrics: dict, plt) -> Path | None:
         ax.set_title(f"{_short(m['name'])}\nacc {m['accuracy']:.3f}", fontsize=9)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("gold", fontsize=8)
-    fig.suptitle(f"{metrics['data']}: confusion matrices ({metrics['n_heldout']} held-out texts)", fontsize=11)
+    fig.suptitle(f"{metrics['data']}: confusion matrices\n({metrics['n_heldout']} held-out texts; colour: share of the gold row)",
+                 fontsize=10)
     fig.tight_layout()
     path = out / "confusion.png"
     fig.savefig(path, dpi=120)
@@ -133,6 +143,7 @@ def _throughput(out: Path, metrics: dict, plt) -> Path | None:
                 ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(sizes)), [f"batch {bs}" for bs in sizes])
     ax.set_yscale("log")
+    _plain_ticks(ax.yaxis)
     ax.set_ylabel("samples / second (log)")
     ax.set_title(f"{metrics['data']}: throughput by batch size")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -154,6 +165,7 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
         ax.scatter([x], [y], s=60, color=COLORS[m["role"]], marker="*" if m["role"] == "teacher" else "o", zorder=3)
         ax.annotate(_short(m["name"], 30), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xscale("log")
+    _plain_ticks(ax.xaxis)
     ax.set_xlabel(f"samples / second at batch {bs} (log)")
     ax.set_ylabel("accuracy (held-out gold)")
     ax.grid(True, alpha=0.3)

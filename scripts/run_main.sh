@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The main job in one command on a fresh machine: set up .venv, lay out the real models with
-# ../shared/bin/fetch-models when it is there, then label -> train -> eval (SST-2 by default).
-# Extra arguments are Hydra overrides: bash scripts/run_main.sh data=ag_news train.targets=hard
+# ../shared/bin/fetch-models when it is there, then on one data set (SST-2 by default):
+#   label the pool once -> train the students (fine-tuned MiniLM on soft and on hard teacher labels, and
+#   frozen MiniLM embeddings + logistic regression) -> evaluate the teacher and every student side by side,
+#   with ONNX and int8 exports of the fine-tuned ones, into outputs/eval/<data>/<teacher>-all/report.md.
+# Extra arguments are Hydra overrides given to every step: bash scripts/run_main.sh experiment=ag_news
+# (for one configuration alone: python -m distill stage=all ...).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -9,4 +13,9 @@ FETCH="${DISTILL_SHARED:-../shared}/bin/fetch-models"
 if [ -x "$FETCH" ]; then
   PYTHON=.venv/bin/python "$FETCH" >/dev/null
 fi
-exec .venv/bin/python -m distill stage=all "$@"
+distill() { .venv/bin/python -m distill "$@"; }
+distill stage=label "$@"
+distill stage=train train.targets=soft "$@"
+distill stage=train train.targets=hard "$@"
+distill stage=train student=minilm-lr "$@"
+distill stage=eval eval.students=all "$@"

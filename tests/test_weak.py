@@ -102,6 +102,10 @@ def test_class_prior_estimated_or_fixed():
     np.testing.assert_allclose(fixed.prior_, [1 / 3] * 3)
     # A uniform prior moves borderline texts towards the rare classes: more of them predicted.
     assert (fixed.predict_proba(votes).argmax(1) == 2).sum() > (estimated.predict_proba(votes).argmax(1) == 2).sum()
+    # prior_from="vote": the class shares of the soft majority (plus smoothing), held through EM.
+    held = DawidSkene(3, prior_from="vote").fit(votes)
+    shares = average(votes).sum(0) + 1
+    np.testing.assert_allclose(held.prior_, shares / shares.sum())
     with pytest.raises(ValueError, match="class_prior"):
         DawidSkene(3, class_prior=[1, 0, 1])
 

@@ -91,7 +91,8 @@ class Combiner:
 
     def dawid_skene(self, weights=None) -> labelmodel.DawidSkene:
         return labelmodel.DawidSkene(self.k, smoothing=self.weak.smoothing, class_prior=self.prior,
-                                     weights=self.weights if weights is None else weights)
+                                     weights=self.weights if weights is None else weights,
+                                     prior_from=self.weak.prior_from)
 
     def calibrate(self, pool: SplitVotes) -> None:
         """T per teacher: the likelihood of the label the other sources' (weighted) majority gives a text,
@@ -140,6 +141,8 @@ def check_weak(weak: DictConfig | None) -> DictConfig:
                            "(presets live in conf/weak/)")
     if weak.label_model not in labelmodel.LABEL_MODELS:
         raise DistillError(f"weak.label_model={weak.label_model}: must be one of {', '.join(labelmodel.LABEL_MODELS)}")
+    if weak.prior_from not in ("vote", "em"):
+        raise DistillError(f"weak.prior_from={weak.prior_from}: must be vote or em")
     if weak.teacher_votes not in ("soft", "hard"):
         raise DistillError(f"weak.teacher_votes={weak.teacher_votes}: must be soft or hard")
     if weak.noise not in noise.NOISE_MODES:

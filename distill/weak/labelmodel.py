@@ -74,14 +74,15 @@ class DawidSkene:
     The outcomes of a source are its K labels plus "abstain". Soft votes count fractionally (the
     expected confusion counts), so a teacher's probabilities can be used as they are. `smoothing`
     adds that many pseudo-counts to every confusion cell (keeps rare outcomes off zero), and
-    `prior_smoothing` to every class of the prior. `class_prior` fixes the prior (e.g. uniform,
-    or known class shares) instead of estimating it; an estimated prior can drift towards the
-    majority class on skewed data, which a fixed one avoids. `weights` temper each source's
+    `prior_smoothing` to every class of the prior. The prior is re-estimated by EM (`prior_from="em"`),
+    or taken once from the sources' majority vote and held (`"vote"`), or fixed by `class_prior` (e.g.
+    uniform, or known class shares). An EM prior can drift far from the truth when the votes are weak
+    (snorkel#1432-like: a skewed learned balance hurts the end model), which the other two avoid. `weights` temper each source's
     log-likelihood (0.5 for each of two sources known to copy each other: together they count once).
     """
 
     def __init__(self, n_labels: int, smoothing: float = 1.0, class_prior=None, prior_smoothing: float = 1.0,
-                 weights=None, max_iter: int = 200, tol: float = 1e-6):
+                 weights=None, max_iter: int = 200, tol: float = 1e-6, prior_from: str = "em"):
         self.n_labels = n_labels
         self.smoothing = float(smoothing)
         self.prior_smoothing = float(prior_smoothing)
@@ -89,6 +90,9 @@ class DawidSkene:
         self.weights = weights
         self.max_iter = max_iter
         self.tol = tol
+        if prior_from not in ("em", "vote"):
+            raise ValueError(f"prior_from must be em or vote, got {prior_from}")
+        self.prior_from = prior_from
 
     @staticmethod
     def _check_prior(prior, k: int) -> np.ndarray:
@@ -123,16 +127,21 @@ class DawidSkene:
         self.abstains_ = outcomes[:, :, -1].sum(0) > 0
         # Start from the soft majority: it fixes which latent class is which label (no label switching).
         posterior = average(votes, self.weights) if init is None else np.asarray(init, dtype=np.float64)[voted]
+        prior = self.fixed_prior
+        if prior is None and self.prior_from == "vote":
+            # The class shares of the (soft) majority, held fixed: EM cannot then trade the class balance for
+            # a degenerate fit (e.g. one class shrunk to the texts a single keyword fires on).
+            prior = self._check_prior(posterior.sum(0) + self.prior_smoothing, self.n_labels)
         self.log_likelihood_, self.n_iter_ = -np.inf, 0
         for self.n_iter_ in range(1, self.max_iter + 1):
             # M-step: expected counts of (true label k, source outcome j), then the prior.
             counts = np.einsum("nk,nsj->skj", posterior, outcomes) + self.smoothing
             self.confusion_ = counts / counts.sum(-1, keepdims=True)
-            if self.fixed_prior is None:
-                prior = posterior.sum(0) + self.prior_smoothing
-                self.prior_ = prior / prior.sum()
+            if prior is None:
+                shares = posterior.sum(0) + self.prior_smoothing
+                self.prior_ = shares / shares.sum()
             else:
-                self.prior_ = self.fixed_prior
+                self.prior_ = prior
             # E-step: posterior over the true label of every text.
             log_post = self._log_posterior(outcomes)
             top = log_post.max(-1, keepdims=True)
