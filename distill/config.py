@@ -171,7 +171,9 @@ class WeakConfig:
     smoothing: float = 1.0  # Dawid-Skene pseudo-counts in every confusion cell
     weights: Dict[str, float] = field(default_factory=dict)  # source -> weight (default 1; 0.5 each for two copies)
     noise: str = "downweight"  # off | flag | drop | downweight: what a likely wrong label's `weight` becomes
-    noise_features: List[str] = field(default_factory=lambda: ["tfidf", "sources"])  # for the k-fold classifier
+    # Features of the k-fold classifier: tfidf (the text: a view independent of the sources) and/or sources
+    # (their votes: a classifier on those mostly relearns the label model and flags next to nothing).
+    noise_features: List[str] = field(default_factory=lambda: ["tfidf"])
     folds: int = 5
     seed: int = 42
 

@@ -22,7 +22,7 @@ from distill.stages import evaluate, train, weak
 
 DATASETS = "sst2,ag_news,tweeteval_emotion"
 CAPS = {"sst2": ["data.pool_size=1000"], "ag_news": ["data.pool_size=1000", "data.heldout_size=500"],
-        "tweeteval_emotion": ["data.pool_size=1000"]}
+        "tweeteval_emotion": ["data.pool_size=1000", "data.heldout_size=600"]}
 EVAL = ["eval.batch_sizes=[32]", "eval.bench_texts=64", "eval.warmup_batches=1", "eval.variants=[torch]"]
 ROWS = ["deberta-v3-nli", "mpnet", "minilm-embed", "keywords (combined)", "majority_vote", "average", "dawid_skene"]
 

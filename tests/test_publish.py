@@ -201,7 +201,7 @@ def test_unevaluated_student_gets_a_card_without_results(trained, tmp_path):
 def test_richer_metrics_and_plots_reach_the_card(trained, tmp_path):
     cfg = trained()
     metrics = json.loads((artifacts.eval_dir(cfg) / "metrics.json").read_text())
-    teacher, student = metrics["models"]
+    teacher, student, *_ = metrics["models"]
     student.update(ece=0.0421, latency_ms={"p50": 3.2, "p95": 5.9}, num_parameters=123456,
                    per_class={"negative": {"precision": 0.5, "recall": 0.75, "f1": 0.6},
                               "positive": {"precision": 0.7, "recall": 0.4, "f1": 0.51}},

@@ -124,7 +124,8 @@ class Combiner:
         soft = self.weak.teacher_votes == "soft"
         votes = self.votes(split)
         out = {"majority_vote": labelmodel.majority_vote(votes, self.weights, self.prior),
-               "average": labelmodel.average(votes, self.weights, self.prior),
+               # Probability averaging: the teachers' calibrated probabilities whatever teacher_votes says.
+               "average": labelmodel.average(self.votes(split, soft=True), self.weights, self.prior),
                "dawid_skene": self.models[soft].predict_proba(votes)}
         other = "hard" if soft else "soft"
         out[f"dawid_skene ({other} teacher votes)"] = self.models[not soft].predict_proba(self.votes(split, not soft))
