@@ -108,7 +108,7 @@ class TrainConfig:
     confidence_weighting: bool = False  # weigh each text by the teacher's confidence in its label
     class_balance: bool = False  # reweight so each teacher class counts alike (rare classes up-weighted)
     val_fraction: float = 0.1  # teacher-labelled validation split (no gold) for model selection; 0: none
-    early_stopping_patience: Optional[int] = 2  # evaluations without a better validation agreement; null: off
+    early_stopping_patience: Optional[int] = 3  # evaluations without a better validation agreement; null: off
     evals_per_epoch: int = 2  # validation (and checkpoint) points per epoch
     epochs: float = 3.0
     lr: float = 1e-4

@@ -98,11 +98,20 @@ def encode(tokenizer, data: LabelledTexts, kind: str, max_length: int) -> list[d
 
 
 def agreement_metric(eval_pred) -> dict:
-    """Validation agreement with the teacher: the student's argmax against the teacher's (soft or hard)."""
+    """Validation agreement with the teacher (the student's argmax against the teacher's, soft or hard),
+    the cross-entropy against the teacher's labels, and `selection`: agreement, ties broken by the lower
+    cross-entropy. Agreement is what the student is for; the loss alone chases the teacher's confidence
+    (soft targets of an unsure teacher), agreement alone ties on small validation splits."""
     logits, targets = eval_pred.predictions, eval_pred.label_ids
-    logits = logits[0] if isinstance(logits, tuple) else logits
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
     teacher = targets.argmax(axis=1) if targets.ndim == 2 else targets
-    return {"agreement": float((logits.argmax(axis=1) == teacher).mean())}
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_q = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    p = targets if targets.ndim == 2 else np.eye(logits.shape[1])[targets]
+    cross_entropy = float(-(p * log_q).sum(axis=1).mean())
+    agreement = float((logits.argmax(axis=1) == teacher).mean())
+    return {"agreement": agreement, "cross_entropy": cross_entropy,
+            "selection": agreement - 1e-3 * min(cross_entropy, 100.0)}
 
 
 def training_args(train: TrainConfig, out_dir: Path, n_texts: int, validate: bool = False) -> TrainingArguments:
@@ -119,8 +128,7 @@ def training_kwargs(train: TrainConfig, out_dir: Path, n_texts: int, validate: b
     steps_per_epoch = max(1, math.ceil(n_texts / (train.batch_size * train.grad_accum)))
     every = max(1, steps_per_epoch // train.evals_per_epoch)  # validation and checkpoint interval, in steps
     selection = dict(eval_strategy="steps", eval_steps=every, load_best_model_at_end=True,
-                     # the distillation loss on the validation split: continuous, so no ties on small splits
-                     metric_for_best_model="loss", greater_is_better=False,
+                     metric_for_best_model="selection", greater_is_better=True,
                      per_device_eval_batch_size=max(64, train.batch_size)) if validate else {}
     return dict(
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=train.epochs, learning_rate=train.lr,
@@ -179,8 +187,8 @@ def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, tr
     if val is not None:
         best = next((h for h in trainer.state.log_history
                      if h.get("step") == _step(trainer.state.best_model_checkpoint) and "eval_agreement" in h), {})
-        summary["val_loss"] = trainer.state.best_metric
         summary["val_agreement"] = best.get("eval_agreement")
+        summary["val_cross_entropy"] = best.get("eval_cross_entropy")
         summary["best_checkpoint"] = Path(trainer.state.best_model_checkpoint or "").name or None
     return summary
 
