@@ -51,17 +51,26 @@ def source_name(cfg: DictConfig) -> str:
 
 
 def find_students(cfg: DictConfig) -> list[Path]:
-    """`eval.students`: this config's student, or all trained on this data by this teacher / weak-label set."""
+    """`eval.students`: this config's student, or all trained on the labels this config's label (or weak)
+    stage wrote: every student of one labelling, whatever its model or training settings."""
     if cfg.eval.students == "this" or cfg.eval.student_path:
         return [find_student(cfg)]
     if cfg.eval.students != "all":
         raise DistillError(f"eval.students='{cfg.eval.students}' is not one of this, all")
     root = artifacts.outputs_root(cfg) / "students" / cfg.data.name
-    found = sorted(p for p in root.glob(f"{source_name(cfg)}-*") if _is_student(p) and (p / "distill_train.json").is_file())
+    labels = str(artifacts.weak_dir(cfg) / "pool.parquet" if artifacts.uses_weak(cfg) else artifacts.labels_file(cfg))
+    found = sorted(p for p in root.glob(f"{source_name(cfg)}-*") if _is_student(p) and (p / "distill_train.json").is_file()
+                   and _trained_on(p) == labels)
     if not found:
         raise DistillError(f"eval.students=all: no trained student under {root} for {source_name(cfg)}; "
                            "run stage=train first")
     return found
+
+
+def _trained_on(folder: Path) -> str | None:
+    """The label file a student learned from (what stage=train recorded), or None."""
+    path = folder / "distill_config.json"
+    return json.loads(path.read_text()).get("labels_path") if path.is_file() else None
 
 
 def weights_size_mb(ref: str) -> float | None:
