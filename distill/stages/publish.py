@@ -48,7 +48,17 @@ def find_metrics(cfg: DictConfig, student: Path, data_name: str) -> Optional[Pat
         path = artifacts.outputs_root(cfg) / "eval" / data_name / student.name / "metrics.json"
     else:
         path = artifacts.eval_dir(cfg) / "metrics.json"
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    # else an `eval.students=all` comparison that measured this folder among others (the newest one)
+    found = [p for p in (artifacts.outputs_root(cfg) / "eval" / data_name).glob("*-all/metrics.json")
+             if _measures(p, student)]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _measures(metrics_path: Path, student: Path) -> bool:
+    models = json.loads(metrics_path.read_text()).get("models", [])
+    return any(Path(os.path.expanduser(str(m.get("model", "")))).resolve() == student.resolve() for m in models)
 
 
 def repo_folder(cfg: DictConfig, repo_id: str) -> Path:
