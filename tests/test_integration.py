@@ -30,7 +30,8 @@ def test_real_end_to_end_on_a_slice(tmp_path):
     labels = pd.read_parquet(result["label"]["labels_path"])
     assert len(labels) == 96 and set(labels["label"]) == {"negative", "positive"}
     metrics = json.loads((artifacts.eval_dir(cfg) / "metrics.json").read_text())
-    teacher_entry, student_entry = metrics["models"]
+    teacher_entry, student_entry, *exports = metrics["models"]  # then the student's ONNX / int8 exports
+    assert [e["variant"] for e in exports] == ["onnx", "onnx-int8"]
     # The real teacher is a real zero-shot classifier: far above chance even on 64 sentences.
     assert teacher_entry["accuracy"] >= 0.7, teacher_entry
     assert 0.0 <= student_entry["agreement_with_teacher"] <= 1.0
