@@ -75,6 +75,13 @@ def _plots(out: Path, metrics: dict) -> list[Path]:
     return [p for p in paths if p is not None]
 
 
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plain_ticks(axis) -> None:
     """Log-scale ticks as plain numbers (30, 100, 300), not 3x10^1."""
     from matplotlib.ticker import FuncFormatter, LogLocator
@@ -117,11 +124,7 @@ def _confusions(out: Path, metrics: dict, plt) -> Path | None:
         ax.set_ylabel("gold", fontsize=8)
     fig.suptitle(f"{metrics['data']}: confusion matrices\n({metrics['n_heldout']} held-out texts; colour: share of the gold row)",
                  fontsize=10)
-    fig.tight_layout()
-    path = out / "confusion.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "confusion.png", plt)
 
 
 def _throughput(out: Path, metrics: dict, plt) -> Path | None:
@@ -147,11 +150,7 @@ def _throughput(out: Path, metrics: dict, plt) -> Path | None:
     ax.set_ylabel("samples / second (log)")
     ax.set_title(f"{metrics['data']}: throughput by batch size")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path = out / "throughput.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "throughput.png", plt)
 
 
 def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
@@ -174,8 +173,4 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     ax.set_ylim(lo - 0.05 * max(hi - lo, 0.1), hi + 0.05 * max(hi - lo, 0.1))
     xs = [m["samples_per_s"][bs] for m in models]
     ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
-    fig.tight_layout()
-    path = out / "accuracy_vs_speed.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "accuracy_vs_speed.png", plt)
