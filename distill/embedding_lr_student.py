@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .classifiers import folder_size_mb
 from .device import resolve_device
 from .encoder import SentenceEncoder
 from .errors import DistillError
@@ -65,9 +66,9 @@ def train(data: LabelledTexts, val: LabelledTexts | None, labels, student, train
     spec = {"kind": KIND, "labels": list(labels), "max_length": encoder.max_length, "base_model": str(student.model)}
     (out_dir / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     summary = {"train_loss": None, "steps": int(np.max(head.n_iter_))}
-    if val is not None:
-        probs = EmbeddingLRClassifier(out_dir, device=str(device)).predict_proba(val.texts)
-        summary["val_agreement"] = float((probs.argmax(1) == val.probs.argmax(1)).mean())
+    if val is not None:  # the encoder and head in memory: no reload of what was just saved
+        predicted = head.classes_[head.predict_proba(encoder.embed(val.texts)).argmax(axis=1)]
+        summary["val_agreement"] = float((predicted == val.probs.argmax(1)).mean())
     return summary
 
 
@@ -111,6 +112,9 @@ class EmbeddingLRClassifier:
 
     def num_parameters(self) -> int:
         return self.encoder.num_parameters() + int(self.coef.size + self.intercept.size)
+
+    def size_mb(self) -> float:
+        return folder_size_mb(self.folder)
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": KIND, "model": str(self.folder), "labels": self.labels,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classifiers import TokenClassifier, folder_meta
+from .classifiers import TokenClassifier, folder_meta, folder_size_mb
 from .errors import DistillError
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,9 @@ class ONNXClassifier(TokenClassifier):
 
         model = onnx.load(str(self.path), load_external_data=False)
         return int(sum(np.prod(t.dims) for t in model.graph.initializer))
+
+    def size_mb(self) -> float:
+        return folder_size_mb(self.path.parent, [self.path.name])
 
     def describe(self) -> dict:
         return {"name": self.name, "model": str(self.path), "labels": self.labels,

@@ -146,7 +146,7 @@ def predict_file(input_path: Path, output_path: Path, predict_proba: PredictProb
         raise DistillError(f"predict: the output {output_path} would overwrite the input; choose another predict.output")
     labels = list(labels)
     check_labels(labels, positive_label)
-    clash = [c for c in (*ADDED, *(f"prob_{label}" for label in labels))]
+    clash = (*ADDED, *(f"prob_{label}" for label in labels))  # input columns the output replaces
     writer, rows, n_missing, counts = _Writer(output_path, fmt_out), 0, 0, np.zeros(len(labels), dtype=np.int64)
     try:
         with tqdm(total=count_rows(input_path, fmt_in), desc=desc, unit="row") as bar:

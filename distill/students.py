@@ -22,7 +22,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .classifiers import META_FILE, TokenClassifier, folder_meta
+from .classifiers import META_FILE, TokenClassifier, folder_meta, folder_size_mb
 from .config import StudentConfig, TrainConfig
 from .device import resolve_device
 from .errors import DistillError
@@ -277,6 +277,10 @@ class StudentClassifier(TokenClassifier):
 
     def num_parameters(self) -> int:
         return self.model.num_parameters()
+
+    def size_mb(self) -> float:
+        weights = self.folder / "model.safetensors"
+        return folder_size_mb(self.folder, [weights.name]) if weights.is_file() else folder_size_mb(self.folder)
 
     def describe(self) -> dict:
         return {"name": self.name, "model": str(self.folder), "labels": self.labels,

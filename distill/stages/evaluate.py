@@ -25,7 +25,7 @@ from ..classifiers import folder_meta, folder_size_mb, load_classifier
 from ..data import load_heldout
 from ..errors import DistillError
 from ..labelstore import read_labels
-from ..metrics import agreement, full_report, label_ids, markdown_table, score
+from ..metrics import agreement, full_report, label_ids, markdown_table
 from ..report import write_report
 from ..teachers import build_teacher
 from .label import label_split
@@ -155,11 +155,9 @@ def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.n
     name = name or student_label(folder)
     meta = folder_meta(folder)
     path = getattr(student, "path", None)
-    size = folder_size_mb(path.parent, [path.name]) if path else (
-        folder_size_mb(folder, ["model.safetensors"]) if (folder / "model.safetensors").is_file() else folder_size_mb(folder))
     info = {"kind": meta.get("student", {}).get("kind", "finetune"), "variant": variant,
             "targets": meta.get("train", {}).get("targets"), "model": str(path or folder),
-            "size_mb": size, "num_parameters": student.num_parameters()}
+            "size_mb": student.size_mb(), "num_parameters": student.num_parameters()}
     return measure(name + ("" if variant == "torch" else f" {variant}"), "student", probs, gold, speed, cfg, info), probs
 
 
