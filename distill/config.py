@@ -94,9 +94,28 @@ class StudentConfig:
     lr_c: float = 1.0  # embedding_lr: the logistic regression's C (inverse L2 strength)
 
 
+class Engine(str, Enum):
+    local = "local"  # this process
+    ray = "ray"  # a Ray Data pipeline: an actor pool, one model copy per actor (see `ray:` and distill/ray_engine.py)
+
+
 @dataclass
 class LabelConfig:
     shard_size: int = 512  # texts per shard written to disk; a crash loses at most one shard
+    engine: Engine = Engine.local
+
+
+@dataclass
+class RayConfig:
+    """Where and how `label.engine=ray` / `predict.engine=ray` run."""
+    address: Optional[str] = None  # None: start a local Ray instance; "auto" or "ray://head:10001": a running cluster
+    num_workers: int = 2  # actors in the pool, each holding one copy of the model
+    cpus_per_worker: float = 1.0  # also the torch threads each actor uses (Ray sets OMP_NUM_THREADS)
+    gpus_per_worker: Optional[float] = None  # None: 1 when the cluster has GPUs, else 0
+    batch_size: Optional[int] = None  # rows per map_batches call; None: label.shard_size / predict chunk rows
+    num_cpus: Optional[int] = None  # local instance only: its logical CPUs (None: all, and at least the pool's + 1)
+    object_store_mb: Optional[int] = None  # local instance only: object store size (None: Ray's default)
+    runtime_env: Optional[Dict[str, Any]] = None  # passed to ray.init, e.g. {pip: [...]} for a cluster
 
 
 @dataclass
@@ -209,6 +228,7 @@ class PredictConfig:
     threshold: Optional[float] = None  # binary tasks: predict positive_label when its probability >= threshold
     positive_label: Optional[str] = None  # None: the second label (e.g. positive, spam)
     device: str = "auto"
+    engine: Engine = Engine.local
 
 
 @dataclass
@@ -223,6 +243,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     weak: Optional[WeakConfig] = None  # weak=<preset>: train/eval use stage=weak's combined labels
     logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -15,6 +15,7 @@ of it), and a stale manifest is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -23,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,28 @@ def _check_manifest(folder: Path, identity: dict, n_texts: int, shard_size: int)
     write_json(manifest, want)
 
 
+class LocalLabeller:
+    """Labels shards in this process with one teacher, built when the first shard needs it."""
+
+    def __init__(self, make_teacher: Callable[[], Teacher]):
+        self.make_teacher, self.teacher = make_teacher, None
+
+    def run(self, pending: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str], np.ndarray]]:
+        for index, chunk in pending:
+            self.teacher = self.teacher or self.make_teacher()
+            yield index, chunk, self.teacher.predict_proba(chunk)
+
+    @property
+    def labels(self) -> list[str]:
+        self.teacher = self.teacher or self.make_teacher()
+        return list(self.teacher.labels)
+
+    def describe(self) -> dict:
+        """The teacher's settings, for meta.json."""
+        self.teacher = self.teacher or self.make_teacher()
+        return self.teacher.describe()
+
+
 def label_texts(
     texts: Iterable[str],
     make_teacher: Callable[[], Teacher],
@@ -116,52 +139,80 @@ def label_texts(
     identity: dict,
     shard_size: int = 512,
     n_texts: int | None = None,
+    labeller=None,
 ) -> Labelled:
     """Label `texts` into `folder`, resuming finished shards and reusing a finished labelling.
 
     `texts` may be any iterable (a generator, a `distill.data.Pool`) of `n_texts` texts (default: its
     len); it is read one shard at a time, so neither the texts nor their encodings are ever all held.
+    `labeller` turns the shards still to do into probabilities (`run`) and names the labels (`labels`,
+    `describe`): `LocalLabeller(make_teacher)` by default, `distill.ray_engine.RayLabeller` for a Ray
+    actor pool. Either way this process writes the shards, so resuming works the same.
+    One process at a time labels a folder: another one waits, then finds the finished labels.
     """
     n_texts = len(texts) if n_texts is None else n_texts
-    out, meta_path = folder / "labels.parquet", folder / "meta.json"
-    if out.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("n_texts") == n_texts:
-            log.info("labels already computed for these settings (cache hit): %s", out)
-            return Labelled(out, meta, cached=True)
-    _check_manifest(folder, identity, n_texts, shard_size)
-    n_shards = max(1, -(-n_texts // shard_size))
-    done = [i for i in range(n_shards) if _shard_path(folder, i).exists()]
-    if done:
-        log.info("resuming: %d of %d shards already labelled in %s", len(done), n_shards, folder)
-    teacher, seconds, labelled = None, 0.0, 0
-    stream = iter(texts)
-    with tqdm(total=n_texts, initial=sum(_shard_len(i, shard_size, n_texts) for i in done),
-              desc="label", unit="text") as bar:
-        for i in range(n_shards):
-            chunk = list(itertools.islice(stream, _shard_len(i, shard_size, n_texts)))
-            if len(chunk) < _shard_len(i, shard_size, n_texts):
-                raise DistillError(f"the input ended after {i * shard_size + len(chunk)} of {n_texts} texts")
-            if _shard_path(folder, i).exists():
-                continue  # labelled by an earlier run: its texts are read past, not labelled again
-            teacher = teacher or make_teacher()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder):
+        out, meta_path = folder / "labels.parquet", folder / "meta.json"
+        if out.exists() and meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("n_texts") == n_texts:
+                log.info("labels already computed for these settings (cache hit): %s", out)
+                return Labelled(out, meta, cached=True)
+        _check_manifest(folder, identity, n_texts, shard_size)
+        n_shards = max(1, -(-n_texts // shard_size))
+        done = [i for i in range(n_shards) if _shard_path(folder, i).exists()]
+        if done:
+            log.info("resuming: %d of %d shards already labelled in %s", len(done), n_shards, folder)
+        labeller = labeller or LocalLabeller(make_teacher)
+        seconds, labelled = 0.0, 0
+        with tqdm(total=n_texts, initial=sum(_shard_len(i, shard_size, n_texts) for i in done),
+                  desc="label", unit="text") as bar:
             start = time.perf_counter()
-            probs = teacher.predict_proba(chunk)
-            seconds += time.perf_counter() - start
-            labelled += len(chunk)
-            _write_parquet(to_frame(chunk, probs, teacher.labels, i * shard_size), _shard_path(folder, i))
-            bar.update(len(chunk))
+            for i, chunk, probs in labeller.run(_pending(iter(texts), folder, n_shards, shard_size, n_texts)):
+                labelled += len(chunk)
+                seconds = time.perf_counter() - start
+                _write_parquet(to_frame(chunk, probs, labeller.labels, i * shard_size),
+                               _shard_path(folder, i))
+                bar.update(len(chunk))
+        return _finish(folder, n_shards, labeller.describe(), labeller.labels, identity, n_texts, labelled, seconds)
+
+
+def _pending(stream: Iterator[str], folder: Path, n_shards: int, shard_size: int,
+             n_texts: int) -> Iterator[tuple[int, list[str]]]:
+    """(index, texts) of every shard not yet on disk; the texts of finished shards are read past."""
+    for i in range(n_shards):
+        chunk = list(itertools.islice(stream, _shard_len(i, shard_size, n_texts)))
+        if len(chunk) < _shard_len(i, shard_size, n_texts):
+            raise DistillError(f"the input ended after {i * shard_size + len(chunk)} of {n_texts} texts")
+        if not _shard_path(folder, i).exists():
+            yield i, chunk
     if next(stream, _END) is not _END:
         raise DistillError(f"the input holds more than the {n_texts} texts it was said to hold")
-    teacher = teacher or make_teacher()
-    return _finish(folder, n_shards, teacher, identity, n_texts, labelled, seconds)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """Hold an advisory lock on `folder` (parallel sweep jobs asking for the same labels take turns)."""
+    import fcntl
+
+    with open(folder / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is labelling %s; waiting for it to finish", folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _shard_len(index: int, shard_size: int, n: int) -> int:
     return max(0, min(shard_size, n - index * shard_size))
 
 
-def _finish(folder: Path, n_shards: int, teacher: Teacher, identity: dict, n_texts: int,
+def _finish(folder: Path, n_shards: int, describe: dict, labels: list[str], identity: dict, n_texts: int,
             labelled: int, seconds: float) -> Labelled:
     """Copy the shards into labels.parquet (atomically), a row group at a time, and write meta.json."""
     import pyarrow as pa
@@ -194,8 +245,8 @@ def _finish(folder: Path, n_shards: int, teacher: Teacher, identity: dict, n_tex
         raise DistillError(broken)
     os.replace(tmp, out)
     meta = {
-        "teacher": teacher.describe(),
-        "labels": list(teacher.labels),
+        "teacher": describe,
+        "labels": list(labels),
         "identity": identity,
         "n_texts": n_texts,
         "n_labelled_this_run": labelled,

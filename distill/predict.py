@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,15 @@ def _chunks(path: Path, fmt: str) -> Iterator[pd.DataFrame]:
                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
 
 
+def first_chunk(path: Path, fmt: str, columns: Sequence[str]) -> pd.DataFrame:
+    """The file's first rows, after checking it reads, has rows and has the text columns."""
+    first = next(_chunks(path, fmt), None)
+    if first is None or first.empty:
+        raise DistillError(f"predict: {path} has no rows")
+    texts_of(first.head(1), columns, "", path)
+    return first
+
+
 def count_rows(path: Path, fmt: str) -> Optional[int]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -77,7 +86,7 @@ def texts_of(frame: pd.DataFrame, columns: Sequence[str], separator: str, where)
     parts = []
     for c in columns:
         values = frame[c]
-        parts.append(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in values])
+        parts.append(["" if v is None or (np.isscalar(v) and pd.isna(v)) or v is pd.NA else str(v).strip() for v in values])
     texts = [separator.join(p for p in row if p) for row in zip(*parts)]
     missing = np.array([not t for t in texts], dtype=bool)
     return texts, missing
@@ -133,49 +142,90 @@ class _Writer:
         os.replace(self.tmp, self.path)
 
 
+def predict_frame(chunk: pd.DataFrame, predict_proba: PredictProba, labels: Sequence[str],
+                  text_columns: Sequence[str], separator: str = ". ", batch_size: int = 64,
+                  threshold: Optional[float] = None, positive_label: Optional[str] = None,
+                  where: object = "the input") -> pd.DataFrame:
+    """The rows of `chunk`, in order, with the predictions added (see the module docstring)."""
+    labels = list(labels)
+    texts, missing = texts_of(chunk, text_columns, separator, where)
+    probs = np.full((len(texts), len(labels)), np.nan, dtype=np.float32)
+    present = np.flatnonzero(~missing)
+    if len(present):
+        probs[present] = predict_proba([texts[i] for i in present], batch_size)
+    clash = (*ADDED, *(f"prob_{label}" for label in labels))  # input columns the output replaces
+    out = chunk.drop(columns=[c for c in clash if c in chunk.columns])
+    ids = np.full(len(texts), -1)
+    if len(present):
+        ids[present] = decide(probs[present], labels, threshold, positive_label)
+    # a string column even when a chunk has no text at all, so every chunk has one schema
+    out["predicted_label"] = pd.array([labels[i] if i >= 0 else None for i in ids], dtype="string")
+    out["score"] = np.where(ids >= 0, probs[np.arange(len(ids)), np.maximum(ids, 0)], np.nan)
+    for k, label in enumerate(labels):
+        out[f"prob_{label}"] = probs[:, k]
+    out["text_missing"] = missing
+    return out
+
+
+class Tally:
+    """Rows, rows without text and predicted-label counts of the frames written so far."""
+
+    def __init__(self, labels: Sequence[str]):
+        self.labels, self.rows, self.missing = list(labels), 0, 0
+        self.counts = dict.fromkeys(self.labels, 0)
+
+    def add(self, out: pd.DataFrame) -> None:
+        self.rows += len(out)
+        self.missing += int(out["text_missing"].sum())
+        for label, n in out["predicted_label"].dropna().value_counts().items():
+            self.counts[label] += int(n)
+
+    def result(self, input_path, output_path, threshold) -> dict:
+        if self.rows == 0:
+            raise DistillError(f"predict: {input_path} has no rows")
+        return {"input": str(input_path), "output": str(output_path), "n_rows": self.rows,
+                "n_missing_text": self.missing, "label_counts": self.counts, "threshold": threshold}
+
+
+def check_paths(input_path: Path, output_path: Path) -> tuple[str, str]:
+    """The input's and output's formats, after checking the input exists and would not be overwritten."""
+    if not input_path.is_file():
+        raise DistillError(f"predict: input file {input_path} does not exist")
+    fmt_in, fmt_out = file_format(input_path), file_format(output_path)
+    if output_path.resolve() == input_path.resolve():
+        raise DistillError(f"predict: the output {output_path} would overwrite the input; choose another predict.output")
+    return fmt_in, fmt_out
+
+
+def write_frames(frames: Iterable[pd.DataFrame], output_path: Path, fmt: str, labels: Sequence[str],
+                 bar: tqdm) -> Tally:
+    """Write predicted frames, in order, to a temporary file renamed to `output_path` once all are in."""
+    writer, tally = _Writer(output_path, fmt), Tally(labels)
+    try:
+        for out in frames:
+            writer.write(out)
+            tally.add(out)
+            bar.update(len(out))
+        if tally.rows:
+            writer.close()
+        else:
+            Path(writer.tmp).unlink(missing_ok=True)
+    except BaseException:
+        Path(writer.tmp).unlink(missing_ok=True)  # a half-written output never replaces anything
+        raise
+    return tally
+
+
 def predict_file(input_path: Path, output_path: Path, predict_proba: PredictProba, labels: Sequence[str],
                  text_columns: Sequence[str], separator: str = ". ", batch_size: int = 64,
                  threshold: Optional[float] = None, positive_label: Optional[str] = None,
                  desc: str = "predict") -> dict:
     """Write `output_path` (format from its extension) with the input's rows and the predictions."""
     input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.is_file():
-        raise DistillError(f"predict: input file {input_path} does not exist")
-    fmt_in, fmt_out = file_format(input_path), file_format(output_path)
-    if output_path.resolve() == input_path.resolve():
-        raise DistillError(f"predict: the output {output_path} would overwrite the input; choose another predict.output")
-    labels = list(labels)
+    fmt_in, fmt_out = check_paths(input_path, output_path)
     check_labels(labels, positive_label)
-    clash = (*ADDED, *(f"prob_{label}" for label in labels))  # input columns the output replaces
-    writer, rows, n_missing, counts = _Writer(output_path, fmt_out), 0, 0, np.zeros(len(labels), dtype=np.int64)
-    try:
-        with tqdm(total=count_rows(input_path, fmt_in), desc=desc, unit="row") as bar:
-            for chunk in _chunks(input_path, fmt_in):
-                texts, missing = texts_of(chunk, text_columns, separator, input_path)
-                probs = np.full((len(texts), len(labels)), np.nan, dtype=np.float32)
-                present = np.flatnonzero(~missing)
-                if len(present):
-                    probs[present] = predict_proba([texts[i] for i in present], batch_size)
-                out = chunk.drop(columns=[c for c in clash if c in chunk.columns])
-                ids = np.full(len(texts), -1)
-                if len(present):
-                    ids[present] = decide(probs[present], labels, threshold, positive_label)
-                # a string column even when a chunk has no text at all, so every chunk has one schema
-                out["predicted_label"] = pd.array([labels[i] if i >= 0 else None for i in ids], dtype="string")
-                out["score"] = np.where(ids >= 0, probs[np.arange(len(ids)), np.maximum(ids, 0)], np.nan)
-                for k, label in enumerate(labels):
-                    out[f"prob_{label}"] = probs[:, k]
-                out["text_missing"] = missing
-                writer.write(out)
-                rows += len(texts)
-                n_missing += int(missing.sum())
-                counts += np.bincount(ids[ids >= 0], minlength=len(labels))
-                bar.update(len(texts))
-        if rows == 0:
-            raise DistillError(f"predict: {input_path} has no rows")
-        writer.close()
-    except BaseException:
-        Path(writer.tmp).unlink(missing_ok=True)  # a half-written output never replaces anything
-        raise
-    return {"input": str(input_path), "output": str(output_path), "n_rows": rows, "n_missing_text": n_missing,
-            "label_counts": dict(zip(labels, counts.tolist())), "threshold": threshold}
+    frames = (predict_frame(chunk, predict_proba, labels, text_columns, separator, batch_size, threshold,
+                            positive_label, input_path) for chunk in _chunks(input_path, fmt_in))
+    with tqdm(total=count_rows(input_path, fmt_in), desc=desc, unit="row") as bar:
+        tally = write_frames(frames, output_path, fmt_out, labels, bar)
+    return tally.result(input_path, output_path, threshold)

@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .. import artifacts
+from ..config import Engine
 from ..data import load_heldout, stream_pool
 from ..labelstore import Labelled, label_texts
 from ..teachers import build_teacher
@@ -23,7 +24,13 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
     texts = stream_pool(cfg.data, data_dir) if split == "pool" else load_heldout(cfg.data, data_dir).texts
     make = (lambda: teacher) if teacher is not None else (lambda: build_teacher(cfg.teacher, list(cfg.data.labels)))
     folder = artifacts.labels_dir(cfg, split)
-    return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size)
+    labeller = None
+    if cfg.label.engine == Engine.ray and teacher is None:
+        from ..ray_engine import RayLabeller  # imports Ray only when asked for
+
+        labeller = RayLabeller(cfg.teacher, list(cfg.data.labels), folder, cfg.ray, cfg.label.shard_size)
+    return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size,
+                       labeller=labeller)
 
 
 def run(cfg: DictConfig) -> dict:

@@ -1,19 +1,25 @@
 """Stage `predict`: a trained student (or the teacher) labels a file of new texts.
 
     python -m distill stage=predict input=new_reviews.csv [predict.threshold=0.7] [predict.model=teacher]
+    python -m distill stage=predict input=big.parquet predict.engine=ray [ray.address=auto] [predict.output=DIR]
 """
 from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from pathlib import Path
+from typing import Callable
+
+import pandas as pd
 
 from omegaconf import DictConfig
 
 from .. import artifacts
 from ..classifiers import load_classifier
 from ..errors import DistillError
-from ..predict import file_format, predict_file
+from ..config import Engine
+from ..predict import CHUNK_ROWS, FORMATS, check_labels, file_format, predict_file, predict_frame
 from ..teachers import build_teacher
 from .evaluate import find_student
 
@@ -27,6 +33,20 @@ def output_path(cfg: DictConfig, input_path: Path) -> Path:
     return artifacts.outputs_root(cfg) / "predictions" / f"{input_path.stem}.predictions{input_path.suffix}"
 
 
+def student_folder(cfg: DictConfig) -> Path:
+    if cfg.predict.student_path:
+        return Path(os.path.expanduser(cfg.predict.student_path))
+    return find_student(cfg)
+
+
+def for_workers(cfg: DictConfig) -> DictConfig:
+    """The config Ray actors get: the student folder found once, here, as an absolute path."""
+    shipped = cfg.copy()
+    if cfg.predict.model == "student":
+        shipped.predict.student_path = str(student_folder(cfg).resolve())
+    return shipped
+
+
 def classifier(cfg: DictConfig):
     """(predict_proba(texts, batch_size), labels, name) of the model predict.model names."""
     labels = list(cfg.data.labels)
@@ -35,12 +55,21 @@ def classifier(cfg: DictConfig):
         return (lambda texts, bs: teacher.predict_proba(texts, batch_size=teacher.batch_size_for(bs))), labels, cfg.teacher.name
     if cfg.predict.model != "student":
         raise DistillError(f"predict.model='{cfg.predict.model}' is not one of {', '.join(MODELS)}")
-    if cfg.predict.student_path:
-        folder = Path(os.path.expanduser(cfg.predict.student_path))
-    else:
-        folder = find_student(cfg)
-    model = load_classifier(folder, device=cfg.predict.device, variant=cfg.predict.variant)
+    model = load_classifier(student_folder(cfg), device=cfg.predict.device, variant=cfg.predict.variant)
     return (lambda texts, bs: model.predict_proba(texts, batch_size=bs)), list(model.labels), model.name
+
+
+def text_columns(cfg: DictConfig) -> list[str]:
+    return [cfg.predict.text_column] if cfg.predict.text_column else list(cfg.data.text_columns)
+
+
+def frame_predictor(cfg: DictConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Rows -> rows with the predictions (`distill.predict.predict_frame`), with the model loaded once:
+    what each actor of predict.engine=ray builds."""
+    predict_proba, labels, _ = classifier(cfg)
+    return partial(predict_frame, predict_proba=predict_proba, labels=labels, text_columns=text_columns(cfg),
+                   separator=cfg.data.text_separator, batch_size=cfg.predict.batch_size,
+                   threshold=cfg.predict.threshold, positive_label=cfg.predict.positive_label)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -52,12 +81,23 @@ def run(cfg: DictConfig) -> dict:
         raise DistillError(f"input={cfg.input}: no such file")
     file_format(input_path)  # an unknown extension fails before any model is loaded
     out = output_path(cfg, input_path)
-    file_format(out)
+    if not (cfg.predict.engine == Engine.ray and out.suffix.lower() not in FORMATS):  # ray: a folder of shards
+        file_format(out)
+    # Loaded here with either engine: a bad student path fails at once, an ONNX variant is exported once
+    # (not by every actor), and the labels are known.
     predict_proba, labels, name = classifier(cfg)
-    columns = [cfg.predict.text_column] if cfg.predict.text_column else list(cfg.data.text_columns)
-    result = predict_file(input_path, out, predict_proba, labels, columns, cfg.data.text_separator,
-                          cfg.predict.batch_size, cfg.predict.threshold, cfg.predict.positive_label,
-                          desc=f"predict {name}")
+    columns = text_columns(cfg)
+    if cfg.predict.engine == Engine.ray:
+        from .. import ray_engine
+
+        check_labels(labels, cfg.predict.positive_label)
+        result = ray_engine.predict_file(input_path, out, partial(frame_predictor, for_workers(cfg)), labels, columns, cfg.ray,
+                                         cfg.ray.batch_size or CHUNK_ROWS, cfg.predict.threshold,
+                                         desc=f"predict {name} (ray)")
+    else:
+        result = predict_file(input_path, out, predict_proba, labels, columns, cfg.data.text_separator,
+                              cfg.predict.batch_size, cfg.predict.threshold, cfg.predict.positive_label,
+                              desc=f"predict {name}")
     log.info("predict: %d rows (%d without text, kept and marked) -> %s", result["n_rows"],
              result["n_missing_text"], out)
     return {**result, "model": name}

@@ -1,0 +1,109 @@
+"""label.engine=ray and predict.engine=ray give the local engine's output, row by row, on a local 2-worker Ray.
+
+One local Ray instance (2 actors of 1 CPU each, plus the CPU Ray Data's reads and writes need) serves the
+whole module; the stages see it initialised and leave it running. Skips when Ray (the `ray` extra) is not installed.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distill import artifacts
+from distill.errors import DistillError
+from distill.stages import label, predict, train
+from test_stages import make_cfg  # noqa: F401  (fixture)
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'distill[ray]')")
+RAY = ("ray.num_workers=2", "ray.cpus_per_worker=1")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=3, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def rows(n: int = 1100) -> pd.DataFrame:
+    """More rows than two predict chunks (512), with empty and missing texts among them."""
+    words = "the movie was great good bad terrible boring fun plot actors story".split()
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=rng.integers(2, 12))) for _ in range(n)]
+    texts[3], texts[n // 2] = "", None
+    return pd.DataFrame({"row": np.arange(n), "sentence": texts, "note": [f"n{i}" for i in range(n)]})
+
+
+def test_ray_labels_equal_local_labels_row_by_row(make_cfg):  # noqa: F811
+    local_cfg = make_cfg("data.pool_size=35", "paths.outputs=${paths.data}/../local")
+    ray_cfg = make_cfg("data.pool_size=35", "paths.outputs=${paths.data}/../ray", "label.engine=ray", *RAY)
+    local = pd.read_parquet(label.run(local_cfg)["labels_path"])
+    result = label.run(ray_cfg)
+    remote = pd.read_parquet(result["labels_path"])
+    assert not result["cached"] and len(remote) == 35 and list(remote["id"]) == list(range(35))
+    pd.testing.assert_frame_equal(remote.drop(columns=[c for c in remote if c.startswith("prob_") or c == "confidence"]),
+                                  local.drop(columns=[c for c in local if c.startswith("prob_") or c == "confidence"]))
+    probs = [c for c in local if c.startswith("prob_")]
+    np.testing.assert_allclose(remote[probs].to_numpy(), local[probs].to_numpy(), atol=1e-5)
+    folder = artifacts.labels_dir(ray_cfg, "pool")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["teacher"]["template"] == "This example is {}." and meta["n_texts"] == 35
+    assert not (folder / "ray-inputs").exists()  # the staged inputs are cleaned up
+    assert label.run(ray_cfg)["cached"] is True
+
+
+def test_ray_label_resumes_the_shards_a_killed_run_left(make_cfg):  # noqa: F811
+    cfg = make_cfg("data.pool_size=35", "label.engine=ray", *RAY)
+    whole = pd.read_parquet(label.run(cfg)["labels_path"])
+    folder = artifacts.labels_dir(cfg, "pool")
+    for name in ("labels.parquet", "meta.json", "shards/part-000001.parquet", "shards/part-000003.parquet"):
+        (folder / name).unlink()
+    (folder / "ray-inputs").mkdir()  # what a killed run leaves behind
+    (folder / "ray-inputs" / "part-000009.parquet").write_text("half written")
+    again = label.run(cfg)
+    assert again["cached"] is False
+    assert json.loads((folder / "meta.json").read_text())["n_labelled_this_run"] == 10 + 5
+    pd.testing.assert_frame_equal(pd.read_parquet(again["labels_path"]), whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_ray_predictions_equal_local_predictions_row_by_row(make_cfg, tmp_path, ext):  # noqa: F811
+    source = tmp_path / f"new{ext}"
+    frame = rows()
+    {".csv": lambda p: frame.to_csv(p, index=False), ".parquet": lambda p: frame.to_parquet(p, index=False),
+     ".jsonl": lambda p: frame.to_json(p, orient="records", lines=True)}[ext](source)
+    common = ("predict.model=teacher", f"input={source}", "predict.threshold=0.4")
+    local = predict.run(make_cfg(*common, f"predict.output={tmp_path / ('local' + ext)}"))
+    remote = predict.run(make_cfg(*common, f"predict.output={tmp_path / ('ray' + ext)}", "predict.engine=ray", *RAY))
+    assert remote["n_rows"] == local["n_rows"] == 1100 and remote["n_missing_text"] == 2
+    assert remote["label_counts"] == local["label_counts"]
+    read = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}[ext]
+    pd.testing.assert_frame_equal(read(remote["output"]), read(local["output"]), check_dtype=False, atol=1e-5)
+
+
+def test_ray_predict_with_the_student_to_a_folder_of_parquet_shards(make_cfg, tmp_path):  # noqa: F811
+    cfg = make_cfg("eval.variants=[torch]")
+    label.run(cfg)
+    train.run(cfg)
+    source = tmp_path / "new.parquet"
+    rows(700).to_parquet(source, index=False)
+    local = predict.run(make_cfg(f"input={source}", f"predict.output={tmp_path / 'local.parquet'}"))
+    remote = predict.run(make_cfg(f"input={source}", f"predict.output={tmp_path / 'shards'}", "predict.engine=ray",
+                                  *RAY))
+    shards = sorted((tmp_path / "shards").glob("*.parquet"))
+    assert len(shards) >= 2 and remote["label_counts"] == local["label_counts"]
+    got = pd.concat([pd.read_parquet(p) for p in shards]).sort_values("row", ignore_index=True)
+    pd.testing.assert_frame_equal(got, pd.read_parquet(local["output"]), check_dtype=False, atol=1e-5)
+
+
+def test_ray_engine_errors_are_one_line_and_name_the_problem(make_cfg, tmp_path):  # noqa: F811
+    source = tmp_path / "new.csv"
+    rows(20).to_csv(source, index=False)
+    with pytest.raises(DistillError, match="column"):
+        predict.run(make_cfg(f"input={source}", "predict.model=teacher", "predict.text_column=body",
+                             "predict.engine=ray", *RAY))
+    with pytest.raises(DistillError, match="ray.num_workers=5 actors need 6 CPUs"):
+        predict.run(make_cfg(f"input={source}", "predict.model=teacher", "predict.engine=ray",
+                             "ray.num_workers=5"))
