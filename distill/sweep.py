@@ -34,8 +34,13 @@ METRICS = (
     ("texts", "train.n_texts"),
     ("labels cached", "label.cached"),
 )
-# hparams_search presets that need a sweeper plugin: preset -> (plugin module, extra to install)
-SWEEPER_PLUGINS = {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")}
+
+# preset group -> {preset: (the Hydra plugin's module, the distill extra that installs it)}
+PLUGINS = {
+    "hparams_search": {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")},
+    "launcher": {"joblib": ("hydra_plugins.hydra_joblib_launcher", "ray"),
+                 "ray": ("hydra_plugins.hydra_ray_launcher", "ray")},
+}
 
 
 def lookup(result: Any, key: str) -> Any:
@@ -166,14 +171,16 @@ class SweepSummary(Callback):
 
 
 def missing_plugin(argv: list[str]) -> Optional[str]:
-    """A one-line error when `hparams_search=<preset>` needs a sweeper plugin that is not installed."""
+    """A one-line error when `hparams_search=<preset>` or `launcher=<preset>` needs a Hydra plugin that is
+    not installed."""
     for arg in argv:
         key, _, value = arg.partition("=")
-        if key.lstrip("+~") == "hparams_search" and value in SWEEPER_PLUGINS:
-            module, extra = SWEEPER_PLUGINS[value]
+        group = key.lstrip("+~")
+        if value in PLUGINS.get(group, {}):
+            module, extra = PLUGINS[group][value]
             if _missing(module):
-                return (f"hparams_search={value} needs the Hydra {value} sweeper plugin: "
-                        f"pip install 'distill[{extra}]'")
+                kind = "sweeper" if group == "hparams_search" else "launcher"
+                return f"{group}={value} needs the Hydra {value} {kind} plugin: pip install 'distill[{extra}]'"
     return None
 
 

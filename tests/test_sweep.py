@@ -110,7 +110,7 @@ def test_summary_of_jobs_without_eval_leaves_out_empty_columns(tmp_path):
 
 
 def test_missing_sweeper_plugin_is_named_with_its_extra(monkeypatch):
-    monkeypatch.setitem(sweep.SWEEPER_PLUGINS, "optuna", ("hydra_plugins.no_such_sweeper", "optuna"))
+    monkeypatch.setitem(sweep.PLUGINS["hparams_search"], "optuna", ("hydra_plugins.no_such_sweeper", "optuna"))
     assert "pip install 'distill[optuna]'" in sweep.missing_plugin(["hparams_search=optuna"])
     assert sweep.missing_plugin(["hparams_search=grid", "train.lr=1e-5"]) is None
 
@@ -170,3 +170,26 @@ def test_optuna_search_maximises_the_objective(tiny_args, tmp_path):  # noqa: F8
     assert best["best_value"] == max(values)
     assert "train.lr" in best["best_params"] and "train.targets" not in best["best_params"]  # fixed on the CLI
     assert json.loads((sweep_dir / "summary.json").read_text())["best_job"] == values.index(max(values))
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "ray"])
+def test_launcher_presets_run_the_jobs_in_parallel_and_label_once(launcher, tiny_args, tmp_path):  # noqa: F811
+    if sweep.missing_plugin([f"launcher={launcher}"]):
+        pytest.skip(f"the Hydra {launcher} launcher is not installed (pip install 'distill[ray]')")
+    sweep_dir = tmp_path / "sweep"
+    proc = run_distill("-m", f"launcher={launcher}", "stage=all", "train.lr=1e-5,3e-5", "eval.variants=[torch]",
+                       f"hydra.sweep.dir={sweep_dir}", *tiny_args, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    launched = {"joblib": "Joblib.Parallel(n_jobs=2", "ray": "Ray Launcher is launching 2 jobs"}[launcher]
+    assert launched in proc.stdout + proc.stderr
+    results = job_results(sweep_dir)
+    assert [r["job"] for r in results] == [0, 1]
+    # the two jobs ran at once; the labelling lock let exactly one of them label the pool
+    assert sorted(r["result"]["label"]["cached"] for r in results) == [False, True]
+    assert (sweep_dir / "summary.md").exists()
+
+
+def test_missing_launcher_plugin_is_named_with_its_extra(monkeypatch):
+    monkeypatch.setitem(sweep.PLUGINS["launcher"], "ray", ("hydra_plugins.no_such_launcher", "ray"))
+    assert sweep.missing_plugin(["-m", "launcher=ray"]) == ("launcher=ray needs the Hydra ray launcher plugin: "
+                                                            "pip install 'distill[ray]'")
