@@ -1,6 +1,8 @@
 """Pick the compute device and precision: cuda, then mps, then cpu; half precision only on GPUs."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import DistillError
@@ -48,3 +50,13 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise DistillError(f"dtype '{name}' is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def world_size() -> int:
+    """Processes in this training run: WORLD_SIZE as torchrun / accelerate launch set it, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True in the one process of a plain run and in rank 0 of a torchrun / accelerate launch run."""
+    return int(os.environ.get("RANK", "0")) == 0

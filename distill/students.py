@@ -24,7 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .classifiers import META_FILE, TokenClassifier, folder_meta, folder_size_mb
 from .config import StudentConfig, TrainConfig
-from .device import resolve_device
+from .device import is_main_process, resolve_device, world_size
 from .errors import DistillError
 from .hub import load_error, resolve_model_ref
 from .losses import hard_cross_entropy, soft_cross_entropy
@@ -181,8 +181,9 @@ def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, tr
     """Fine-tune the whole encoder with the distillation loss (transformers Trainer)."""
     trainer = build_trainer(data, val, labels, student, train, out_dir)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir, train))
-    trainer.save_model(str(out_dir))
-    trainer.processing_class.save_pretrained(out_dir)
+    trainer.save_model(str(out_dir))  # rank 0 only, under torchrun / accelerate launch
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(out_dir)
     summary = {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
     if val is not None:
         best = next((h for h in trainer.state.log_history
@@ -227,8 +228,13 @@ def train_student(texts: list[str], probs: np.ndarray, labels: list[str], studen
     log.info("training student %s (%s) on %d texts, %d for validation (%s targets)", student.name, kind,
              len(data), stats["n_val"], train.targets)
     start = time.perf_counter()
+    if kind == "embedding_lr" and world_size() > 1:
+        raise DistillError("student.kind=embedding_lr trains in one process; run it without torchrun / "
+                           "accelerate launch")
     summary = fit(data, val, labels, student, train, out_dir)
     seconds = time.perf_counter() - start
+    if not is_main_process():  # under torchrun / accelerate launch, rank 0 alone writes the folder
+        return {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats}
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     summary = {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats}
     write_meta(out_dir, summary, np.asarray(probs, dtype=np.float32), labels, student, train)

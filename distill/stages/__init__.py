@@ -4,6 +4,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from .. import tracking
+from ..device import world_size
+from ..errors import DistillError
 from . import evaluate, label, predict, publish, train, weak
 
 
@@ -30,5 +32,8 @@ def stage_name(cfg: DictConfig) -> str:
 
 def run_stage(cfg: DictConfig) -> dict:
     name = stage_name(cfg)
+    if world_size() > 1 and name != "train":
+        raise DistillError(f"stage={name} under torchrun / accelerate launch: only stage=train runs in several "
+                           f"processes (the Trainer's DDP); run stage={name} as a plain command")
     with tracking.tracked(cfg, name):  # one W&B run per command with logger=wandb
         return run_all(cfg) if name == "all" else _step(name, cfg)

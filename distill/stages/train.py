@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
+from ..device import is_main_process
 from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
 from ..students import train_student
@@ -49,6 +50,8 @@ def run(cfg: DictConfig) -> dict:
     texts, probs = read_labels(labels_path, list(cfg.data.labels))
     summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir,
                             weights=read_weights(labels_path))
+    if not is_main_process():
+        return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}
     artifacts.write_json(out_dir / "distill_config.json", {
         "labels_path": str(labels_path),
         "config": OmegaConf.to_container(cfg, resolve=True),
