@@ -1,10 +1,13 @@
 """Samples per second of a classifier at several batch sizes, timed after a warm-up."""
 from __future__ import annotations
 
+import os
+import platform
 import time
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 Predict = Callable[[Sequence[str], int], object]  # (texts, batch_size) -> probabilities
@@ -39,3 +42,15 @@ def throughput(predict: Predict, texts: Sequence[str], batch_sizes: Sequence[int
 def _cycle(texts: Sequence[str], n: int) -> list[str]:
     texts = list(texts)
     return (texts * (n // max(1, len(texts)) + 1))[:n]
+
+
+def machine() -> dict:
+    """CPU model, cores, torch threads and Python version, for benchmark reports."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version()}

@@ -22,7 +22,6 @@ import inspect
 import json
 import logging
 import os
-import platform
 import resource
 import sys
 import time
@@ -34,6 +33,7 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
+from distill.benchmark import machine
 from distill.config import load_config
 from distill.data import load_heldout
 from distill.device import resolve_device, resolve_dtype
@@ -218,17 +218,6 @@ def speedup(speed: dict, other: str) -> float | None:
 
 
 # --- report -------------------------------------------------------------------------------------------
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version()}
-
 
 def table(results: dict) -> str:
     header = ["data set", "contender", "texts/s", "seconds", "padding eff.", "peak RSS MiB", "accuracy",
