@@ -54,3 +54,15 @@ def machine() -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version()}
+
+
+def write_report(out, results: dict, markdown: str) -> None:
+    """A benchmark's results: `out` (JSON) and the markdown report next to it (.md), which is also printed."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown)
+    print(markdown)

@@ -181,16 +181,17 @@ class RayLabeller:
         self.batch_size = rcfg.batch_size or batch_size or 512
         self.describe_path = self.folder / "teacher.json"
 
-    def _stage(self, pending: Iterable[tuple[int, list[str]]]) -> dict[int, Path]:
-        """Write the texts still to label, a parquet file per shard (read back by Ray's reader)."""
+    def _stage(self, pending: Iterable[tuple[int, list[str]]]) -> dict[int, tuple[Path, int]]:
+        """Write the texts still to label, a parquet file per shard (read back by Ray's reader):
+        shard index -> (file, number of texts)."""
         staging = self.folder / "ray-inputs"
         shutil.rmtree(staging, ignore_errors=True)  # what a killed run left is staged again from the input
         staging.mkdir(parents=True)
         files = {}
         for index, chunk in pending:
-            files[index] = staging / f"part-{index:06d}.parquet"
+            files[index] = (staging / f"part-{index:06d}.parquet", len(chunk))
             pd.DataFrame({"shard": np.full(len(chunk), index, dtype=np.int64), "text": chunk}).to_parquet(
-                files[index], index=False)
+                files[index][0], index=False)
         return files
 
     def run(self, pending: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str], np.ndarray]]:
@@ -201,18 +202,17 @@ class RayLabeller:
         files = self._stage(pending)
         if not files:
             return
-        sizes = {index: len(pd.read_parquet(path, columns=["shard"])) for index, path in files.items()}
         columns = prob_columns(self.labels)
         with session(self.rcfg):
             ray = _ray()
-            ds = ray.data.read_parquet([str(files[i]) for i in sorted(files)])
+            ds = ray.data.read_parquet([str(files[i][0]) for i in sorted(files)])
             factory = partial(TeacherProbabilities, self.teacher_cfg, self.labels, str(self.describe_path))
             out = map_frames(ds, factory, self.rcfg, self.batch_size)
             parts: dict[int, list[pd.DataFrame]] = {}
             for batch in out.iter_batches(batch_format="pandas", batch_size=None):
                 for index, rows in batch.groupby("shard", sort=False):
                     parts.setdefault(int(index), []).append(rows)
-                    if sum(map(len, parts[int(index)])) == sizes[int(index)]:
+                    if sum(map(len, parts[int(index)])) == files[int(index)][1]:
                         shard = pd.concat(parts.pop(int(index)))
                         yield int(index), shard["text"].tolist(), shard[columns].to_numpy(np.float32)
         if parts:

@@ -19,7 +19,6 @@ import ctypes
 import datetime
 import gc
 import inspect
-import json
 import logging
 import os
 import resource
@@ -33,7 +32,7 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from distill.benchmark import machine
+from distill.benchmark import machine, write_report
 from distill.config import load_config
 from distill.data import load_heldout
 from distill.device import resolve_device, resolve_dtype
@@ -268,14 +267,11 @@ def main(argv: list[str] | None = None) -> dict:
                      "txtai": version("txtai")},
         "model": first["model"], "device": first["device"], "dtype": first["dtype"], "warmup_texts": WARMUP_TEXTS,
         "overrides": args.overrides, "contenders": {name: s["contenders"] for name, s in settings.items()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     how = "; ".join(f"{c}: template '{i['template']}', {i['batch_pairs']} pair(s) a batch in {i['order']} order, "
                     f"{i['dtype']}" for c, i in first["contenders"].items())
     report = (f"{table(results)}\n\nModel {first['model']} on {results['_meta']['machine']['cpu']} "
               f"({first['device']}). {how}. Peak RSS: {next(iter(first['contenders'].values()))['rss']}.\n")
-    args.out.with_suffix(".md").write_text(report)
-    print(report)
+    write_report(args.out, results, report)
     return results
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distill.benchmark import machine
+from distill.benchmark import machine, write_report
 from distill.config import load_config
 from distill.errors import DistillError
 from distill.metrics import markdown_table
@@ -98,8 +98,6 @@ def main(argv: list[str] | None = None) -> dict:
     results["_meta"] = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                         "n_texts": args.n_texts, "shard_size": args.shard_size, "overrides": common,
                         "contenders": {name: CONTENDERS[name] for name in names}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     header = ["engine", "texts", "wall s", "texts/s", "steady texts/s", "vs local", "agreement w/ local",
               "max abs diff vs local"]
     rows = [[name, r["n_texts"], r["wall_s"], r["texts_per_s"], r["steady_texts_per_s"], r.get("speedup_vs_local"),
@@ -110,8 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"({first['device']}), shards of {args.shard_size}, on {results['_meta']['machine']['cpu']} "
               f"({results['_meta']['machine']['cores']} cores). Wall time includes starting Ray and loading the "
               f"model in every actor.\n")
-    args.out.with_suffix(".md").write_text(report)
-    print(report)
+    write_report(args.out, results, report)
     return results
 
 

@@ -107,3 +107,26 @@ def test_ray_engine_errors_are_one_line_and_name_the_problem(make_cfg, tmp_path)
     with pytest.raises(DistillError, match="ray.num_workers=5 actors need 6 CPUs"):
         predict.run(make_cfg(f"input={source}", "predict.model=teacher", "predict.engine=ray",
                              "ray.num_workers=5"))
+
+
+def test_bench_scale_writes_json_and_table(tmp_path, tiny_nli_2way):
+    import importlib.util
+    from pathlib import Path
+
+    from test_stages import write_sst2_like
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_scale.py"
+    spec = importlib.util.spec_from_file_location("bench_scale", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    write_sst2_like(tmp_path / "data")
+    out = tmp_path / "bench" / "scale.json"
+    results = bench.main(["--n-texts", "30", "--shard-size", "5", "--out", str(out), f"paths.data={tmp_path / 'data'}",
+                          f"teacher.model={tiny_nli_2way}"])
+    assert json.loads(out.read_text()) == results
+    assert set(results) == {"local", "ray-1x2cpu", "ray-2x1cpu", "_meta"}
+    for name in ("local", "ray-1x2cpu", "ray-2x1cpu"):
+        row = results[name]
+        assert row["n_texts"] == 30 and row["texts_per_s"] > 0 and row["steady_texts_per_s"] > 0
+        assert row["agreement_with_local"] == 1.0 and row["max_abs_diff_vs_local"] < 1e-5
+    assert "| ray-2x1cpu | 30 |" in out.with_suffix(".md").read_text()
