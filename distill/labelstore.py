@@ -116,20 +116,21 @@ class LocalLabeller:
     def __init__(self, make_teacher: Callable[[], Teacher]):
         self.make_teacher, self.teacher = make_teacher, None
 
+    def _teacher(self) -> Teacher:
+        self.teacher = self.teacher or self.make_teacher()
+        return self.teacher
+
     def run(self, pending: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str], np.ndarray]]:
         for index, chunk in pending:
-            self.teacher = self.teacher or self.make_teacher()
-            yield index, chunk, self.teacher.predict_proba(chunk)
+            yield index, chunk, self._teacher().predict_proba(chunk)
 
     @property
     def labels(self) -> list[str]:
-        self.teacher = self.teacher or self.make_teacher()
-        return list(self.teacher.labels)
+        return list(self._teacher().labels)
 
     def describe(self) -> dict:
         """The teacher's settings, for meta.json."""
-        self.teacher = self.teacher or self.make_teacher()
-        return self.teacher.describe()
+        return self._teacher().describe()
 
 
 def label_texts(

@@ -79,15 +79,11 @@ def _user_errors() -> Iterator[None]:
     """A DistillError raised inside an actor comes out as itself (one line), not wrapped in Ray's errors."""
     try:
         yield
-    except DistillError as e:
-        if type(e) is DistillError:
-            raise
-        raise DistillError(str(_original(e))) from e
     except Exception as e:
         original = _original(e)
-        if isinstance(original, DistillError):
-            raise DistillError(str(original)) from e
-        raise
+        if original is e or not isinstance(original, DistillError):
+            raise
+        raise DistillError(str(original)) from e
 
 
 def _original(error: BaseException) -> BaseException:
