@@ -262,13 +262,18 @@ def predict_file(input_path: Path, output: Path, frame_fn: Factory, labels: Sequ
 
     to_folder = output.suffix.lower() not in FORMATS
     fmt_in, fmt_out = (file_format(input_path), None) if to_folder else check_paths(input_path, output)
+    if to_folder and output.exists() and any(output.iterdir()):
+        raise DistillError(f"predict.output={output} is a folder that is not empty; choose a new folder or "
+                           f"delete it (nothing in it is overwritten)")
     first = first_chunk(input_path, fmt_in, text_columns)  # a corrupt file, no rows, a missing column: here
     with session(rcfg):
         ds = read_input(input_path, fmt_in, list(first.columns))
         out = map_frames(ds, frame_fn, rcfg, chunk_rows)
-        if to_folder:
-            shutil.rmtree(output, ignore_errors=True)
-            out.write_parquet(str(output))
+        if to_folder:  # written beside it, then renamed: a failed run leaves no half-written folder
+            staging = output.with_name(output.name + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            out.write_parquet(str(staging))
+            os.replace(staging, output)
             tally = Tally(labels)
             for batch in _ray().data.read_parquet(str(output)).select_columns(
                     ["predicted_label", "text_missing"]).iter_batches(batch_format="pandas", batch_size=None):

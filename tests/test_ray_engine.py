@@ -130,3 +130,14 @@ def test_bench_scale_writes_json_and_table(tmp_path, tiny_nli_2way):
         assert row["n_texts"] == 30 and row["texts_per_s"] > 0 and row["steady_texts_per_s"] > 0
         assert row["agreement_with_local"] == 1.0 and row["max_abs_diff_vs_local"] < 1e-5
     assert "| ray-2x1cpu | 30 |" in out.with_suffix(".md").read_text()
+
+
+def test_ray_predict_never_writes_into_a_folder_that_holds_files(make_cfg, tmp_path):  # noqa: F811
+    source, folder = tmp_path / "new.csv", tmp_path / "earlier"
+    rows(20).to_csv(source, index=False)
+    folder.mkdir()
+    (folder / "keep.parquet").write_text("earlier predictions")
+    with pytest.raises(DistillError, match="not empty"):
+        predict.run(make_cfg(f"input={source}", "predict.model=teacher", f"predict.output={folder}",
+                             "predict.engine=ray", *RAY))
+    assert (folder / "keep.parquet").read_text() == "earlier predictions"
