@@ -103,6 +103,10 @@ class Engine(str, Enum):
 class LabelConfig:
     shard_size: int = 512  # texts per shard written to disk; a crash loses at most one shard
     engine: Engine = Engine.local
+    # local engine: processes labelling at once, each with its own teacher and an equal share of the CPU
+    # threads. On a CPU, 2+ single-thread processes beat one multi-thread process (see README, "Labelling
+    # speed"); each holds a copy of the model in memory. 1: label in this process (always, on a GPU).
+    workers: int = 1
 
 
 @dataclass

@@ -132,6 +132,10 @@ class LocalLabeller:
         """The teacher's settings, for meta.json."""
         return self._teacher().describe()
 
+    def close(self) -> None:
+        """Stop what the teacher started (`label.workers` processes), so it does not outlive the labelling."""
+        getattr(self.teacher, "close", lambda: None)()
+
 
 def label_texts(
     texts: Iterable[str],
@@ -167,16 +171,20 @@ def label_texts(
             log.info("resuming: %d of %d shards already labelled in %s", len(done), n_shards, folder)
         labeller = labeller or LocalLabeller(make_teacher)
         seconds, labelled = 0.0, 0
-        with tqdm(total=n_texts, initial=sum(_shard_len(i, shard_size, n_texts) for i in done),
-                  desc="label", unit="text") as bar:
-            start = time.perf_counter()
-            for i, chunk, probs in labeller.run(_pending(iter(texts), folder, n_shards, shard_size, n_texts)):
-                labelled += len(chunk)
-                seconds = time.perf_counter() - start
-                _write_parquet(to_frame(chunk, probs, labeller.labels, i * shard_size),
-                               _shard_path(folder, i))
-                bar.update(len(chunk))
-        return _finish(folder, n_shards, labeller.describe(), labeller.labels, identity, n_texts, labelled, seconds)
+        try:
+            with tqdm(total=n_texts, initial=sum(_shard_len(i, shard_size, n_texts) for i in done),
+                      desc="label", unit="text") as bar:
+                start = time.perf_counter()
+                for i, chunk, probs in labeller.run(_pending(iter(texts), folder, n_shards, shard_size, n_texts)):
+                    labelled += len(chunk)
+                    seconds = time.perf_counter() - start
+                    _write_parquet(to_frame(chunk, probs, labeller.labels, i * shard_size),
+                                   _shard_path(folder, i))
+                    bar.update(len(chunk))
+            describe = labeller.describe()
+        finally:
+            getattr(labeller, "close", lambda: None)()
+        return _finish(folder, n_shards, describe, labeller.labels, identity, n_texts, labelled, seconds)
 
 
 def _pending(stream: Iterator[str], folder: Path, n_shards: int, shard_size: int,

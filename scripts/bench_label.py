@@ -1,16 +1,18 @@
 """Benchmark the label engine: distill's NLITeacher vs transformers' zero-shot pipeline vs txtai Labels.
 
-One process, same NLI model, device, dtype and held-out texts for all three. Each is timed on the whole
-list after an untimed warm-up on a few texts, compared with the pipeline (argmax agreement, max |dp|)
-and scored against gold (for information). Positional arguments are Hydra overrides for every data set:
+One run, same NLI model, device, dtype and held-out texts for all three; distill labels as `stage=label`
+does with the same overrides (`label.workers=2`: in two worker processes of one thread each). Each is
+timed on the whole list after an untimed warm-up on a few texts, compared with the pipeline (argmax
+agreement, max |dp|) and scored against gold (for information). Positional arguments are Hydra overrides for every data set:
 
     python scripts/bench_label.py --datasets sst2,ag_news --out outputs/bench/label.json teacher.dtype=float32
 
 Padding efficiency (real tokens / padded tokens) follows how each contender batches its N x K pairs:
-distill sorts them longest first into `teacher.batch_size` batches (replayed here with the teacher's own
-`encode`); the pipeline takes them in input order, 32 a batch; txtai's Labels passes no batch_size, so
-the pipeline forwards one pair at a time. Peak RSS is VmHWM, reset before each contender (Linux only;
-elsewhere getrusage's lifetime peak, which later contenders inherit).
+distill deals the texts out to its `label.workers` processes, and each sorts its pairs longest first
+into `teacher.batch_size` batches (replayed here with the teacher's own `encode`); the pipeline takes
+them in input order, 32 a batch; txtai's Labels passes no batch_size, so the pipeline forwards one pair
+at a time. Peak RSS is VmHWM, reset before each contender (Linux only;
+elsewhere getrusage's lifetime peak, which later contenders inherit), plus each label worker process's own.
 """
 from __future__ import annotations
 
@@ -38,7 +40,9 @@ from distill.data import load_heldout
 from distill.device import resolve_device, resolve_dtype
 from distill.errors import DistillError
 from distill.metrics import label_ids, markdown_table
+from distill.stages.label import local_teacher
 from distill.teachers import build_teacher
+from distill.teachers.processes import deal
 
 log = logging.getLogger("bench_label")
 
@@ -78,11 +82,17 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def padding_efficiency(lengths, batch_size: int, order=None) -> float:
-    """Real tokens / padded tokens when `lengths` are forwarded in `order`, batches padded to their longest."""
+def padded(lengths, batch_size: int, order=None) -> tuple[int, int]:
+    """(real tokens, padded tokens) when pair `lengths` are forwarded in `order`, batches padded to their longest."""
     lengths = np.asarray(lengths)[order if order is not None else slice(None)]
     batches = np.split(lengths, range(batch_size, len(lengths), batch_size))
-    return float(lengths.sum() / sum(b.max() * len(b) for b in batches))
+    return int(lengths.sum()), int(sum(b.max() * len(b) for b in batches))
+
+
+def padding_efficiency(lengths, batch_size: int, order=None) -> float:
+    """Real tokens / padded tokens when `lengths` are forwarded in `order`, batches padded to their longest."""
+    real, total = padded(lengths, batch_size, order)
+    return real / total
 
 
 def pair_lengths(tokenizer, texts: list[str], hypotheses: list[str]) -> np.ndarray:
@@ -104,15 +114,24 @@ def to_probs(ranked: list[list[tuple[str | int, float]]], labels: list[str]) -> 
 # --- contenders: each returns (predict(texts) -> [N, K] probs, padding(texts) -> efficiency, info) ------
 
 def make_distill(cfg, labels, template, device, dtype):
-    teacher = build_teacher(cfg.teacher, labels)
+    teacher = local_teacher(cfg)  # `label.workers` processes on a CPU, as stage=label runs it
+    workers = getattr(teacher, "workers", 1)
+    plain = None if workers > 1 else teacher
 
     def padding(texts):
-        # Replays NLITeacher._pair_logits: longest pair first (stable), teacher.batch_size pairs a batch.
-        lengths = np.array([len(ids) for ids in teacher.encode(texts)["input_ids"]])
-        return padding_efficiency(lengths, teacher.cfg.batch_size, np.argsort(-lengths, kind="stable"))
+        # Replays NLITeacher._pair_logits in each worker: longest pair first (stable), teacher.batch_size
+        # pairs a batch. Built after the timing, so a tokenizer here does not count in peak RSS.
+        nonlocal plain
+        plain = plain or build_teacher(cfg.teacher, labels)
+        lengths = np.array([len(ids) for ids in plain.encode(texts)["input_ids"]]).reshape(len(texts), -1)
+        parts = [lengths[rows].ravel() for rows in deal(texts, workers)]
+        real, total = np.sum([padded(part, plain.cfg.batch_size, np.argsort(-part, kind="stable"))
+                              for part in parts], axis=0)
+        return float(real / total)
 
-    info = {"template": teacher.cfg.template, "batch_pairs": teacher.cfg.batch_size, "order": "longest first",
-            "dtype": teacher.dtype}
+    info = {"template": cfg.teacher.template, "batch_pairs": cfg.teacher.batch_size, "order": "longest first",
+            "dtype": dtype, "processes": workers, "threads_per_process": getattr(teacher, "threads",
+                                                                                 torch.get_num_threads())}
     return teacher.predict_proba, padding, info
 
 
@@ -166,11 +185,13 @@ def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, 
     """Build, warm up, time one contender on all texts; its metrics (without the pipeline comparison)."""
     resettable = reset_peak_rss()
     predict, padding, info = MAKERS[name](cfg, labels, cfg.teacher.template, device, dtype)
+    owner = getattr(predict, "__self__", None)  # a ProcessPoolTeacher: its workers' memory counts too
     predict(texts[:WARMUP_TEXTS])
     start = time.perf_counter()
     probs = predict(texts)
     seconds = time.perf_counter() - start
-    peak = peak_rss_mb()
+    peak = peak_rss_mb() + sum(getattr(owner, "peak_rss_mb", list)())
+    getattr(owner, "close", lambda: None)()
     result = {"texts_per_s": len(texts) / seconds, "seconds": seconds, "padding_efficiency": padding(texts),
               "peak_rss_mb": peak, "accuracy": float((probs.argmax(1) == gold).mean())}
     info.update(dtype=str(info["dtype"]).removeprefix("torch."),

@@ -63,3 +63,14 @@ def test_n_texts_caps_every_set_or_each():
     caps = load_script().caps
     assert caps("100") == 100
     assert caps("ag_news=300,sst2=50") == {"ag_news": 300, "sst2": 50}
+
+
+def test_bench_label_with_label_workers(tmp_path, tiny_nli_2way):
+    write_sst2_like(tmp_path / "data", n_dev=8)
+    results = load_script().main(["--datasets", "sst2", "--contenders", "distill,pipeline", "--out",
+                                  str(tmp_path / "label.json"), f"paths.data={tmp_path / 'data'}",
+                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "label.workers=2"])
+    distill = results["sst2"]["contenders"]["distill"]
+    assert distill["agreement_with_pipeline"] == 1.0 and distill["max_abs_diff_vs_pipeline"] < 1e-4
+    assert 0 < distill["padding_efficiency"] <= 1
+    assert results["_meta"]["contenders"]["sst2"]["distill"]["processes"] == 2

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 POS = ["a great movie", "good fun", "i love this film", "really good story", "fine and fun and great actors"]
 NEG = ["an awful movie", "terrible plot", "i hate this film", "really bad story", "so boring and the actors were bad"]
@@ -19,9 +20,10 @@ def write_pool(root, n):
     pd.DataFrame({"sentence": texts}).to_csv(root / "sst2" / "train.tsv", sep="\t", index=False)
 
 
-def label_cmd(data, out, model):
+def label_cmd(data, out, model, workers=1):
     return [sys.executable, "-m", "distill", "stage=label", f"paths.data={data}", f"paths.outputs={out}",
-            f"teacher.model={model}", "data.pool_size=null", "label.shard_size=4", "teacher.batch_size=8"]
+            f"teacher.model={model}", "data.pool_size=null", "label.shard_size=4", "teacher.batch_size=8",
+            f"label.workers={workers}"]
 
 
 def kill_after_shards(cmd, out, min_shards):
@@ -39,11 +41,13 @@ def kill_after_shards(cmd, out, min_shards):
     return False
 
 
-def test_sigkill_then_rerun_resumes_and_matches(tmp_path, tiny_nli_2way):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-worker-processes"])
+def test_sigkill_then_rerun_resumes_and_matches(tmp_path, tiny_nli_2way, workers):
     data = tmp_path / "data"
     write_pool(data, 1600)
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
-    cmd = label_cmd(data, killed_out, tiny_nli_2way)
+    # The killed runs use `workers` label processes (killed with their parent's group); the clean one, one.
+    cmd = label_cmd(data, killed_out, tiny_nli_2way, workers)
     # Kill twice at different points, then let it finish.
     assert kill_after_shards(cmd, killed_out, 3), "the run finished before it could be killed"
     first_kill = len(list(killed_out.glob("labels/sst2/*/shards/part-*.parquet")))

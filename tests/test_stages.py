@@ -71,6 +71,24 @@ def test_label_rerun_is_a_cache_hit_and_resume_matches(make_cfg):
     pd.testing.assert_frame_equal(first, pd.read_parquet(again["labels_path"]))
 
 
+def test_label_workers_give_the_labels_of_one_process(make_cfg):
+    one = pd.read_parquet(label.run(make_cfg())["labels_path"])
+    cfg = make_cfg("label.workers=2")
+    shutil.rmtree(artifacts.labels_dir(cfg, "pool"))  # same identity: label it again, now in 2 processes
+    out = label.run(cfg)
+    assert out["cached"] is False
+    pd.testing.assert_frame_equal(one, pd.read_parquet(out["labels_path"]), check_exact=False, atol=1e-6)
+    meta = json.loads((artifacts.labels_dir(cfg, "pool") / "meta.json").read_text())
+    assert meta["teacher"]["kind"] == "nli" and meta["teacher"]["device"] == "cpu"  # the workers' teacher
+
+
+def test_label_workers_errors_are_one_line(make_cfg, tmp_path):
+    with pytest.raises(DistillError, match="label.workers must be at least 1"):
+        label.run(make_cfg("label.workers=0"))
+    with pytest.raises(DistillError, match="teacher.model"):  # raised in a worker, re-raised here
+        label.run(make_cfg("label.workers=2", f"teacher.model={tmp_path / 'no-such-model'}"))
+
+
 def test_changed_template_makes_a_new_labelling(make_cfg):
     a, b = make_cfg(), make_cfg("teacher.template='This text is {}.'")
     assert artifacts.labels_dir(a) != artifacts.labels_dir(b)

@@ -11,7 +11,10 @@ from .. import artifacts
 from ..config import Engine
 from ..data import load_heldout, stream_pool
 from ..labelstore import Labelled, label_texts
+from ..device import resolve_device
+from ..errors import DistillError
 from ..teachers import build_teacher
+from ..teachers.processes import ProcessPoolTeacher
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,7 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
     # The pool is streamed (never all in memory); the held-out gold labels are loaded with the texts but
     # never handed to the teacher.
     texts = stream_pool(cfg.data, data_dir) if split == "pool" else load_heldout(cfg.data, data_dir).texts
-    make = (lambda: teacher) if teacher is not None else (lambda: build_teacher(cfg.teacher, list(cfg.data.labels)))
+    make = (lambda: teacher) if teacher is not None else (lambda: local_teacher(cfg))
     folder = artifacts.labels_dir(cfg, split)
     labeller = None
     if cfg.label.engine == Engine.ray and teacher is None:
@@ -31,6 +34,19 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
         labeller = RayLabeller(cfg.teacher, list(cfg.data.labels), folder, cfg.ray, cfg.label.shard_size)
     return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size,
                        labeller=labeller)
+
+
+def local_teacher(cfg: DictConfig):
+    """The teacher for the local engine: in this process, or in `label.workers` processes on a CPU."""
+    labels, workers = list(cfg.data.labels), cfg.label.workers
+    if workers < 1:
+        raise DistillError(f"label.workers must be at least 1, got {workers}")
+    if workers > 1 and resolve_device(cfg.teacher.device).type == "cpu":
+        return ProcessPoolTeacher(cfg.teacher, labels, workers)
+    if workers > 1:
+        log.info("label.workers=%d applies to CPU teachers; labelling on %s in this process", workers,
+                 cfg.teacher.device)
+    return build_teacher(cfg.teacher, labels)
 
 
 def run(cfg: DictConfig) -> dict:
