@@ -152,6 +152,7 @@ class EvalConfig:
     batch_sizes: List[int] = field(default_factory=lambda: [1, 32, 64])
     bench_texts: int = 128  # held-out texts timed at each batch size
     warmup_batches: int = 2
+    repeats: int = 3  # timed passes over the bench texts at each batch size; the fastest counts (least disturbed)
     teacher: bool = True  # score and time the teacher too
     student_path: Optional[str] = None  # a student folder; None: the one this config's train stage wrote
     students: str = "this"  # this: the configured student | all: every student trained on this data and teacher

@@ -99,7 +99,8 @@ def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tup
     held = label_split(cfg, "heldout", teacher=teacher)  # cached and resumable like any labelling
     probs = read_labels(held.path, labels)[1]
     speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), texts,
-                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher")
+                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher",
+                       repeats=cfg.eval.repeats)
     model = getattr(teacher, "model", None)
     info = {"kind": cfg.teacher.kind, "variant": "torch" if cfg.teacher.kind != "onnx" else "onnx",
             "model": str(cfg.teacher.model), "size_mb": weights_size_mb(cfg.teacher.model),
@@ -151,7 +152,8 @@ def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.n
         raise DistillError(f"student at {folder} predicts {student.labels}, the data config has {list(cfg.data.labels)}")
     probs = student.predict_proba(texts, batch_size=max(cfg.eval.batch_sizes), progress=True)
     speed = throughput(lambda t, bs: student.predict_proba(t, batch_size=bs), texts,
-                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc=variant)
+                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc=variant,
+                       repeats=cfg.eval.repeats)
     name = name or student_label(folder)
     meta = folder_meta(folder)
     path = getattr(student, "path", None)
