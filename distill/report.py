@@ -82,6 +82,25 @@ def _save(fig, path: Path, plt) -> Path:
     return path
 
 
+def _label_offsets(ax, points: list[tuple[float, float, str]], height: float = 11.0,
+                   char_width: float = 4.6) -> list[tuple[float, float]]:
+    """Offsets (points) for the labels of `points` (x, y, text) so that no two overlap: each label sits
+    right of its point and is pushed down below any label it would cover (highest points first)."""
+    scale = 72 / ax.figure.dpi
+    where = [ax.transData.transform((x, y)) * scale for x, y, _ in points]  # display position, in points
+    placed: list[tuple[float, float, float]] = []  # (left, right, centre y) of labels already laid out
+    offsets = [(0.0, 0.0)] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: -where[i][1]):
+        left, centre = where[i][0] + 6, where[i][1] + 4
+        right = left + char_width * len(points[i][2])
+        for other in sorted(placed, key=lambda p: -p[2]):
+            if left < other[1] and other[0] < right and abs(centre - other[2]) < height:
+                centre = other[2] - height
+        placed.append((left, right, centre))
+        offsets[i] = (6.0, centre - where[i][1])
+    return offsets
+
+
 def _plain_ticks(axis) -> None:
     """Log-scale ticks as plain numbers (30, 100, 300), not 3x10^1."""
     from matplotlib.ticker import FuncFormatter, LogLocator
@@ -159,10 +178,11 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     if not models:
         return None
     fig, ax = plt.subplots(figsize=(7.0, 4.5))
+    points = []
     for m in models:
         x, y = m["samples_per_s"][bs], m["accuracy"]
         ax.scatter([x], [y], s=60, color=COLORS[m["role"]], marker="*" if m["role"] == "teacher" else "o", zorder=3)
-        ax.annotate(_short(m["name"], 30), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        points.append((x, y, _short(m["name"], 30)))
     ax.set_xscale("log")
     _plain_ticks(ax.xaxis)
     ax.set_xlabel(f"samples / second at batch {bs} (log)")
@@ -173,4 +193,9 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     ax.set_ylim(lo - 0.05 * max(hi - lo, 0.1), hi + 0.05 * max(hi - lo, 0.1))
     xs = [m["samples_per_s"][bs] for m in models]
     ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
+    fig.tight_layout()
+    for (x, y, text), (dx, dy) in zip(points, _label_offsets(ax, points)):
+        moved = abs(dy - 4) > 1
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8, va="center",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None)
     return _save(fig, out / "accuracy_vs_speed.png", plt)
