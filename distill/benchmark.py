@@ -1,9 +1,11 @@
 """Samples per second of a classifier at several batch sizes, timed after a warm-up."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -65,9 +67,6 @@ def machine() -> dict:
 
 def write_report(out, results: dict, markdown: str) -> None:
     """A benchmark's results: `out` (JSON) and the markdown report next to it (.md), which is also printed."""
-    import json
-    from pathlib import Path
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -104,8 +104,8 @@ class LabelConfig:
     shard_size: int = 512  # texts per shard written to disk; a crash loses at most one shard
     engine: Engine = Engine.local
     # local engine: processes labelling at once, each with its own teacher and an equal share of the CPU
-    # threads. On a CPU, 2+ single-thread processes beat one multi-thread process (see README, "Labelling
-    # speed"); each holds a copy of the model in memory. 1: label in this process (always, on a GPU).
+    # threads. On a CPU, 2+ single-thread processes beat one multi-thread process (see README, "Teachers and
+    # prompts"); each holds a copy of the model in memory. 1: label in this process (always, on a GPU).
     workers: int = 1
 
 

@@ -82,6 +82,9 @@ def _save(fig, path: Path, plt) -> Path:
     return path
 
 
+LABEL_RISE = 4.0  # points a point's label sits above it, unless another label is in the way
+
+
 def _label_offsets(ax, points: list[tuple[float, float, str]], height: float = 11.0,
                    char_width: float = 4.6) -> list[tuple[float, float]]:
     """Offsets (points) for the labels of `points` (x, y, text) so that no two overlap: each label sits
@@ -91,7 +94,7 @@ def _label_offsets(ax, points: list[tuple[float, float, str]], height: float = 1
     placed: list[tuple[float, float, float]] = []  # (left, right, centre y) of labels already laid out
     offsets = [(0.0, 0.0)] * len(points)
     for i in sorted(range(len(points)), key=lambda i: -where[i][1]):
-        left, centre = where[i][0] + 6, where[i][1] + 4
+        left, centre = where[i][0] + 6, where[i][1] + LABEL_RISE
         right = left + char_width * len(points[i][2])
         for other in sorted(placed, key=lambda p: -p[2]):
             if left < other[1] and other[0] < right and abs(centre - other[2]) < height:
@@ -195,7 +198,7 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
     fig.tight_layout()
     for (x, y, text), (dx, dy) in zip(points, _label_offsets(ax, points)):
-        moved = abs(dy - 4) > 1
+        moved = abs(dy - LABEL_RISE) > 1
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8, va="center",
                     arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None)
     return _save(fig, out / "accuracy_vs_speed.png", plt)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
@@ -30,23 +29,22 @@ log = logging.getLogger(__name__)
 _TEACHER: Teacher | None = None  # the teacher of this worker process
 
 
-def _start_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # for anything the teacher starts itself (tokenizers use Rust)
-
-
-def _predict(cfg, labels: list[str], texts: list[str], batch_size: int | None) -> np.ndarray:
+def _teacher(cfg, labels: list[str]) -> Teacher:
+    """This worker's teacher, built on its first task."""
     global _TEACHER
     if _TEACHER is None:
         from . import build_teacher
 
         _TEACHER = build_teacher(cfg, labels)
-    return _TEACHER.predict_proba(texts, batch_size)
+    return _TEACHER
+
+
+def _predict(cfg, labels: list[str], texts: list[str], batch_size: int | None) -> np.ndarray:
+    return _teacher(cfg, labels).predict_proba(texts, batch_size)
 
 
 def _describe(cfg, labels: list[str]) -> dict:
-    _predict(cfg, labels, [], None)
-    return _TEACHER.describe()
+    return _teacher(cfg, labels).describe()
 
 
 def deal(texts: Sequence[str], workers: int) -> list[np.ndarray]:
@@ -61,8 +59,6 @@ class ProcessPoolTeacher(Teacher):
     threads split among them, at least one)."""
 
     def __init__(self, cfg, labels: Sequence[str], workers: int, threads: int | None = None):
-        if workers < 1:
-            raise DistillError(f"label.workers must be at least 1, got {workers}")
         self.cfg, self.labels, self.name, self.workers = cfg, list(labels), cfg.name, workers
         self.threads = threads or max(1, torch.get_num_threads() // workers)
         self._pool: ProcessPoolExecutor | None = None
@@ -73,7 +69,7 @@ class ProcessPoolTeacher(Teacher):
             log.info("teacher %s: starting %d worker processes of %d thread(s) each", self.name, self.workers,
                      self.threads)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_worker, initargs=(self.threads,))
+                                             initializer=torch.set_num_threads, initargs=(self.threads,))
             atexit.register(self.close)
         return self._pool
 
@@ -84,11 +80,6 @@ class ProcessPoolTeacher(Teacher):
             self.close()
             raise DistillError(f"a label worker process of teacher {self.name} died (out of memory or killed?); "
                                f"rerun to resume from the shards already written, or lower label.workers") from e
-
-    def warm_up(self) -> None:
-        """Start every worker and build its teacher now, so the first call is not slower than the rest."""
-        self._gather([self._executor().submit(_predict, self.cfg, self.labels, ["warm up"], None)
-                      for _ in range(self.workers)])
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None,
                       progress: bool = False) -> np.ndarray:
