@@ -89,6 +89,11 @@ def test_label_workers_errors_are_one_line(make_cfg, tmp_path):
         label.run(make_cfg("label.workers=2", f"teacher.model={tmp_path / 'no-such-model'}"))
 
 
+def test_eval_repeats_below_one_is_a_one_line_error(make_cfg):
+    with pytest.raises(DistillError, match="eval.repeats must be at least 1"):
+        evaluate.run(make_cfg("eval.repeats=0"))
+
+
 def test_changed_template_makes_a_new_labelling(make_cfg):
     a, b = make_cfg(), make_cfg("teacher.template='This text is {}.'")
     assert artifacts.labels_dir(a) != artifacts.labels_dir(b)

@@ -197,6 +197,9 @@ def out_dir(cfg: DictConfig) -> Path:
 
 
 def run(cfg: DictConfig) -> dict:
+    if cfg.eval.repeats < 1:  # checked before anything is loaded or timed
+        raise DistillError(f"eval.repeats must be at least 1 (timed passes at each batch size), "
+                           f"got {cfg.eval.repeats}")
     held = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
     gold = label_ids(held.gold, list(cfg.data.labels))
     folders = find_students(cfg)
