@@ -90,7 +90,8 @@ def student_identity(cfg: DictConfig) -> dict:
     labels = weak_identity(cfg) if uses_weak(cfg) else label_identity(cfg)
     return {
         "labels": str(cfg.train.labels_path) if cfg.train.labels_path else labels,
-        "student": OmegaConf.to_container(cfg.student, resolve=True),
+        # options left at None (e.g. student.layers) stay out, so adding one keeps earlier students' names
+        "student": {k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items() if v is not None},
         "train": {k: v for k, v in train.items() if k not in TRAIN_EXCLUDE},
     }
 

@@ -92,6 +92,9 @@ class StudentConfig:
     model: str = MISSING  # local folder or hub id of an encoder
     max_length: int = 128
     lr_c: float = 1.0  # embedding_lr: the logistic regression's C (inverse L2 strength)
+    # finetune: keep only the encoder's first N transformer layers (a smaller, faster student; see
+    # distill/layers.py); null keeps them all
+    layers: Optional[int] = None
 
 
 class Engine(str, Enum):

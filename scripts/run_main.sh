@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job in one command on a fresh machine: set up .venv, lay out the real models with
 # ../shared/bin/fetch-models when it is there, then on one data set (SST-2 by default):
-#   label the pool once -> train the students (fine-tuned MiniLM on soft and on hard teacher labels, and
-#   frozen MiniLM embeddings + logistic regression) -> evaluate the teacher and every student side by side,
+#   label the pool once -> train the students (the teacher's own DeBERTa-v3 backbone fine-tuned on soft
+#   labels, whole and cut to 6 layers: the accurate ones; MiniLM fine-tuned on soft and on hard labels: the fast ones; frozen MiniLM
+#   embeddings + logistic regression: the cheap one) -> evaluate the teacher and every student side by side,
 #   with ONNX and int8 exports of the fine-tuned ones, into outputs/eval/<data>/<teacher>-all/report.md.
 # Extra arguments are Hydra overrides given to every step: bash scripts/run_main.sh experiment=ag_news
 # (for one configuration alone: python -m distill stage=all ...).
@@ -18,6 +19,9 @@ distill stage=label "$@"
 # Soft targets keep improving past 3 epochs, hard ones overfit (SST-2 dev, MiniLM: soft 0.714 -> 0.796 at
 # 6 epochs without early stopping, hard 0.795 -> 0.766); the best checkpoint by teacher agreement is kept.
 distill stage=train train.targets=soft train.epochs=6 train.early_stopping_patience=null "$@"
+for student in deberta-nli deberta-nli-6l; do  # the teacher's backbone: all 12 layers, and the first 6
+  distill stage=train student=$student train.targets=soft train.epochs=6 train.early_stopping_patience=null "$@"
+done
 distill stage=train train.targets=hard "$@"
 distill stage=train student=minilm-lr "$@"
 distill stage=eval eval.students=all "$@"

@@ -61,7 +61,7 @@ def test_schema_rejects_typos(override):
     (["teacher.batchsize=16"], "did you mean 'teacher.batch_size'"),
     (["data.pool.paht=x"], "did you mean 'data.pool.path'"),
     (["data=sst3"], "unknown data preset 'sst3'"),
-    (["student=bert"], "available: distilbert, electra-base, electra-small, minilm"),
+    (["student=bert"], "available: deberta-nli, deberta-nli-6l, distilbert, electra-base, electra-small, minilm"),
     (["stage=lable"], "must be one of label, train, eval, predict, all, publish, weak"),
     (["train.epochs=abc"], "expected a number"),
     (["+train.foo=1"], "unknown config key 'train.foo'"),  # Hydra itself would accept an appended key

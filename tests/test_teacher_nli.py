@@ -193,8 +193,8 @@ def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
     import torch
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
-    from distill.teachers import fast_deberta
-    from distill.teachers.fast_deberta import install
+    from distill import fast_deberta
+    from distill.fast_deberta import install
 
     calls = []
     real = fast_deberta.compact_bias
@@ -223,7 +223,7 @@ def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
 def test_compact_attention_leaves_other_models_alone(tiny_nli_2way):
     from transformers import AutoModelForSequenceClassification
 
-    from distill.teachers.fast_deberta import install
+    from distill.fast_deberta import install
 
     assert install(AutoModelForSequenceClassification.from_pretrained(tiny_nli_2way)) == 0
 

@@ -21,7 +21,7 @@ from ..config import TeacherConfig
 from ..device import resolve_device, resolve_dtype
 from ..errors import DistillError
 from ..hub import load_model
-from . import fast_deberta
+from .. import fast_deberta
 from .base import Teacher
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Exact, cheaper relative attention for DeBERTa-v2/v3 teachers at inference.
+"""Exact, cheaper relative attention for DeBERTa-v2/v3 models (teachers and students) at inference.
 
 transformers' `DisentangledSelfAttention.disentangled_attention_bias` projects all 2 x position_buckets
 (512) relative-position embeddings in every layer, copies them once per sequence in the batch
