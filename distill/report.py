@@ -15,6 +15,10 @@ from .metrics import fmt, markdown_table
 
 log = logging.getLogger(__name__)
 COLORS = {"teacher": "#c0392b", "student": "#2471a3"}
+# throughput bars: one colour per student (never the teacher's red), one hatch per export of it
+STUDENT_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                   "#17becf"]
+HATCHES = {"torch": None, "onnx": "///", "onnx-int8": "..."}
 
 
 def write_report(out: Path, metrics: dict, table: str, plots: bool = True) -> tuple[Path, list[Path]]:
@@ -113,6 +117,21 @@ def _plain_ticks(axis) -> None:
     axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
+def _bar_style(m: dict, models: list[dict]) -> tuple[str, str | None]:
+    """(colour, hatch) of a model's bars: the teacher red; each student (its torch model and its ONNX
+    exports alike) a colour of its own; the exports told apart by hatching."""
+    if m["role"] == "teacher":
+        return COLORS["teacher"], None
+    variant = m.get("variant") or "torch"
+    bases = list(dict.fromkeys(_base_name(e) for e in models if e["role"] != "teacher"))
+    return STUDENT_PALETTE[bases.index(_base_name(m)) % len(STUDENT_PALETTE)], HATCHES.get(variant)
+
+
+def _base_name(m: dict) -> str:
+    variant = m.get("variant") or "torch"
+    return m["name"].removesuffix(f" {variant}") if variant != "torch" else m["name"]
+
+
 def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[:width - 1] + "…"
 
@@ -161,8 +180,9 @@ def _throughput(out: Path, metrics: dict, plt) -> Path | None:
     for i, m in enumerate(models):
         values = [m["samples_per_s"].get(str(bs)) or 0 for bs in sizes]
         xs = np.arange(len(sizes)) + (i - (len(models) - 1) / 2) * width
-        bars = ax.bar(xs, values, width, label=_short(m["name"], 34),
-                      color=COLORS["teacher"] if m["role"] == "teacher" else None)
+        color, hatch = _bar_style(m, models)
+        bars = ax.bar(xs, values, width, label=_short(m["name"], 34), color=color, hatch=hatch,
+                      edgecolor="white" if hatch else None, linewidth=0)
         for bar, v in zip(bars, values):
             if v:
                 ax.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
