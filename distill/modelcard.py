@@ -283,7 +283,9 @@ def how_made(inputs: CardInputs) -> str:
     targets = t.get("targets", "soft")
     learn = (f"the teacher's full probability distributions (soft targets, temperature {t.get('temperature')})"
              if targets == "soft" else "the teacher's top label for each text (hard targets)")
-    lines.append(f"3. **Student**: {model_link(inputs.base_model or inputs.student.get('model'))} with a new "
+    kept = inputs.student.get("layers")
+    cut = f", cut to its first {kept} layers," if kept else ""
+    lines.append(f"3. **Student**: {model_link(inputs.base_model or inputs.student.get('model'))}{cut} with a new "
                  f"{len(inputs.labels)}-way head, fine-tuned on {learn}, texts cut at "
                  f"{inputs.student.get('max_length')} tokens.")
     lines.append("4. **No gold labels**: the data set's own labels were read only to score the held-out texts "
@@ -398,6 +400,8 @@ def reproduce(inputs: CardInputs) -> str:
         args.append(f"data={data.get('name')}")
     args += [f"weak={inputs.weak.get('name')}"] if inputs.weak else [f"teacher={inputs.teacher.get('name')}"]
     args.append(f"student={inputs.student.get('name')}")
+    if inputs.student.get("layers"):
+        args.append(f"student.layers={inputs.student['layers']}")
     defaults = vars(TrainConfig())
     args += [f"train.{k}={v}" for k, v in t.items()
              if k not in TRAIN_HIDDEN and k in defaults and v != defaults[k]]

@@ -253,3 +253,15 @@ def test_card_of_a_weakly_supervised_student_names_its_sources():
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.eval_results is None
     assert "`deberta-v3-nli`, `mpnet`" in card.text and "dawid_skene" in card.text
     assert "stage=all data=sst2 weak=sst2 student=minilm train.targets=hard train.lr=3e-05" in card.text
+
+
+def test_card_of_a_student_cut_to_fewer_layers_says_so_and_reproduces_it():
+    from distill.modelcard import CardInputs, build_card
+
+    card = build_card(CardInputs(
+        repo_id=REPO, labels=["negative", "positive"], teacher={"name": "deberta-v3-nli", "model": "x/nli"},
+        data={"name": "sst2"}, student={"name": "deberta-nli", "model": "microsoft/deberta-v3-xsmall",
+                                        "max_length": 128, "layers": 6},
+        train={"targets": "soft", "temperature": 2.0}, summary={"n_texts": 100}))
+    assert "deberta-v3-xsmall), cut to its first 6 layers, with a new 2-way head" in card.text
+    assert "student=deberta-nli student.layers=6" in card.text
