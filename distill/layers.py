@@ -33,8 +33,7 @@ def keep_first_layers(model: torch.nn.Module, layers: int | None) -> torch.nn.Mo
     if not 1 <= layers <= total:
         raise DistillError(f"student.layers={layers}: the student has {total} layers, so keep between 1 "
                            f"and {total} (or leave it unset for all)")
-    for index in range(total - 1, layers - 1, -1):
-        del stack[index]
+    del stack[layers:]
     for key in ("num_hidden_layers", "n_layers"):  # DistilBERT calls it n_layers
         if hasattr(model.config, key):
             setattr(model.config, key, layers)

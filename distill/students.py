@@ -152,7 +152,7 @@ def build_trainer(data: LabelledTexts, val: LabelledTexts | None, labels, studen
                   train: TrainConfig, out_dir: Path) -> DistillationTrainer:
     """The trainer `train_student` runs: seeded student, unpadded examples, dynamic padding."""
     set_seed(train.seed)  # the new head is drawn at load time, before the Trainer seeds anything
-    tokenizer, model = load_student(student.model, labels, getattr(student, "layers", None))
+    tokenizer, model = load_student(student.model, labels, student.layers)
     callbacks = []
     if val is not None and train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
@@ -219,7 +219,7 @@ def train_student(texts: list[str], probs: np.ndarray, labels: list[str], studen
         raise DistillError(f"train.targets='{train.targets}' is not one of {', '.join(TARGETS)}")
     data, val, stats = prepare(texts, probs, labels, train, weights)
     kind = getattr(student, "kind", "finetune")
-    if kind == "embedding_lr" and getattr(student, "layers", None) is not None:
+    if kind == "embedding_lr" and student.layers is not None:
         raise DistillError("student.layers applies to fine-tuned students; an embedding_lr student uses its "
                            "whole encoder (leave student.layers unset)")
     if kind == "embedding_lr":

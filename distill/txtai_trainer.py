@@ -32,7 +32,7 @@ def txtai_finetune(data: LabelledTexts, val: LabelledTexts | None, labels, stude
     except ImportError as e:  # txtai is a core dependency; this guards a broken install
         raise DistillError(f"train.trainer=txtai needs txtai ({e}); pip install txtai") from e
     out_dir = Path(out_dir)
-    tokenizer, model = load_student(student.model, labels, getattr(student, "layers", None))
+    tokenizer, model = load_student(student.model, labels, student.layers)
     args = training_kwargs(train, out_dir, len(data), validate=val is not None)
     args.pop("remove_unused_columns")  # txtai's Labels rows hold only what the model takes
     # HFTrainer has no callbacks argument, so no early stopping here; with a validation split the best
