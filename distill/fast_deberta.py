@@ -6,8 +6,9 @@ transformers' `DisentangledSelfAttention.disentangled_attention_bias` projects a
 needs. For the short texts zero-shot labelling sees (20-60 tokens) that is about half of the model's
 time on a CPU. This version projects only the relative positions that occur in the batch and
 broadcasts them over it instead of copying: the same dot products, so the same logits (to float
-rounding), at a fraction of the cost. Anything unusual (query and key of different lengths, a
-precomputed 4-D relative_pos) falls back to the original method.
+rounding), at a fraction of the cost. Which rows are needed follows from the sequence length alone, so
+the patch also traces into ONNX exports (distill.export) with dynamic lengths. Anything unusual (query
+and key of different lengths, a precomputed 4-D relative_pos) falls back to the original method.
 """
 from __future__ import annotations
 
@@ -51,9 +52,8 @@ def compact_bias(self, query_layer, key_layer, rel, rel_embeddings, scale_factor
     bh, length, dim = query_layer.shape
     c2p_pos = torch.clamp(rel.long() + span, 0, span * 2 - 1)
     p2c_pos = torch.clamp(-rel.long() + span, 0, span * 2 - 1)
-    lo = int(torch.minimum(c2p_pos.min(), p2c_pos.min()))
-    hi = int(torch.maximum(c2p_pos.max(), p2c_pos.max()))
-    rel_emb = rel_embeddings[lo:hi + 1]  # [S, hidden]: the only rows any gather below reads
+    lo, hi = _row_range(span, length)
+    rel_emb = rel_embeddings[lo:hi + 1]  # [S, hidden]: every row the gathers below can read
     scale = torch.sqrt(torch.tensor(dim, dtype=torch.float) * scale_factor).to(query_layer.dtype)
     shape = (bh // heads, heads, length, length)
     score = 0
@@ -66,6 +66,18 @@ def compact_bias(self, query_layer, key_layer, rel, rel_embeddings, scale_factor
         p2c = torch.matmul(key_layer.view(-1, heads, length, dim), pos_query.transpose(-1, -2))
         score = score + torch.gather(p2c, -1, (p2c_pos - lo).expand(shape)).transpose(-1, -2) / scale
     return score.reshape(bh, length, length)
+
+
+def _row_range(span: int, length):
+    """First and last relative-embedding row a length-L sequence can reach: positions (buckets included)
+    lie in [-(L-1), L-1], so rows in [span-(L-1), span+(L-1)], clamped to the table.
+
+    From the length alone, with no look at the positions' values: no host sync, and under ONNX
+    export (tracing) the length is a traced size, so the graph stays right for every sequence length."""
+    lo, hi = span - length + 1, span + length - 1
+    if torch.jit.is_tracing():
+        return torch.clamp(lo, min=0), torch.clamp(hi, max=2 * span - 1)
+    return max(lo, 0), min(hi, 2 * span - 1)
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:

@@ -55,6 +55,25 @@ def build_tiny_bert(folder: Path, id2label: dict, seed: int = 0, hidden_size: in
     return folder
 
 
+def build_tiny_deberta(folder: Path, id2label: dict, layers: int = 2) -> Path:
+    """A DebertaV2ForSequenceClassification (relative attention, c2p + p2c, as in DeBERTa-v3), 32 wide,
+    with the tiny word-level tokenizer: a DeBERTa student in miniature."""
+    import torch
+    from transformers import BertTokenizerFast, DebertaV2Config, DebertaV2ForSequenceClassification
+
+    torch.manual_seed(0)
+    vocab = tiny_vocab()
+    config = DebertaV2Config(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=128, relative_attention=True, position_buckets=256,
+        pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False,
+        initializer_range=0.3, id2label={int(k): v for k, v in id2label.items()},
+        label2id={v: int(k) for k, v in id2label.items()})
+    DebertaV2ForSequenceClassification(config).eval().save_pretrained(folder)
+    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_nli_2way(tmp_path_factory) -> Path:
     """2-way NLI head in the deberta-v3-nli order: {0: entailment, 1: not_entailment}."""

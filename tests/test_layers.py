@@ -16,7 +16,7 @@ from distill.errors import DistillError
 from distill.layers import keep_first_layers, layer_stack
 from distill.students import StudentClassifier, train_student
 
-from conftest import build_tiny_bert
+from conftest import build_tiny_bert, build_tiny_deberta
 
 
 def tiny_deberta(layers: int = 3):
@@ -90,17 +90,13 @@ def test_embedding_lr_students_refuse_layers(tiny_encoder, tmp_path):
 def test_a_deberta_student_predicts_with_the_compact_attention_and_the_same_probabilities(tmp_path, monkeypatch):
     """StudentClassifier installs distill.fast_deberta in a DeBERTa-v2 student: the compact path runs and
     the probabilities are those of the unpatched model."""
-    from transformers import BertTokenizerFast
+    from transformers import AutoTokenizer
 
     from distill import fast_deberta
-    from conftest import tiny_vocab
 
-    model = tiny_deberta(2)
-    model.config.vocab_size = 100
-    model.config.id2label, model.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
-    model.save_pretrained(tmp_path)
-    tokenizer = BertTokenizerFast(vocab={t: i for t, i in tiny_vocab().items() if i < 100}, do_lower_case=True)
-    tokenizer.save_pretrained(tmp_path)
+    build_tiny_deberta(tmp_path, {0: "negative", 1: "positive"})
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     texts = ["the movie was great", "awful", "i think this plot is very good , really"]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.inference_mode():
