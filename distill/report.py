@@ -205,7 +205,7 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     for m in models:
         x, y = m["samples_per_s"][bs], m["accuracy"]
         ax.scatter([x], [y], s=60, color=COLORS[m["role"]], marker="*" if m["role"] == "teacher" else "o", zorder=3)
-        points.append((x, y, _short(m["name"], 30)))
+        points.append((x, y, _short(m["name"], 34)))
     ax.set_xscale("log")
     _plain_ticks(ax.xaxis)
     ax.set_xlabel(f"samples / second at batch {bs} (log)")
