@@ -55,20 +55,27 @@ def build_tiny_bert(folder: Path, id2label: dict, seed: int = 0, hidden_size: in
     return folder
 
 
+def tiny_deberta_config(**overrides):
+    """A DebertaV2Config in miniature (32 wide, relative attention with c2p + p2c, as in DeBERTa-v3)."""
+    from transformers import DebertaV2Config
+
+    settings = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                    max_position_embeddings=128, relative_attention=True, position_buckets=256,
+                    pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm",
+                    position_biased_input=False, num_labels=2)
+    return DebertaV2Config(**{**settings, **overrides})
+
+
 def build_tiny_deberta(folder: Path, id2label: dict, layers: int = 2) -> Path:
-    """A DebertaV2ForSequenceClassification (relative attention, c2p + p2c, as in DeBERTa-v3), 32 wide,
-    with the tiny word-level tokenizer: a DeBERTa student in miniature."""
+    """A DebertaV2ForSequenceClassification with the tiny word-level tokenizer: a DeBERTa student in miniature."""
     import torch
-    from transformers import BertTokenizerFast, DebertaV2Config, DebertaV2ForSequenceClassification
+    from transformers import BertTokenizerFast, DebertaV2ForSequenceClassification
 
     torch.manual_seed(0)
     vocab = tiny_vocab()
-    config = DebertaV2Config(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=128, relative_attention=True, position_buckets=256,
-        pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False,
-        initializer_range=0.3, id2label={int(k): v for k, v in id2label.items()},
-        label2id={v: int(k) for k, v in id2label.items()})
+    config = tiny_deberta_config(
+        vocab_size=len(vocab), num_hidden_layers=layers, initializer_range=0.3,
+        id2label={int(k): v for k, v in id2label.items()}, label2id={v: int(k) for k, v in id2label.items()})
     DebertaV2ForSequenceClassification(config).eval().save_pretrained(folder)
     BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(folder)
     return folder

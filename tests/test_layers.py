@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import (AutoConfig, AutoModelForSequenceClassification, DebertaV2Config,
+from transformers import (AutoConfig, AutoModelForSequenceClassification,
                           DebertaV2ForSequenceClassification, DistilBertConfig,
                           DistilBertForSequenceClassification)
 
@@ -16,15 +16,12 @@ from distill.errors import DistillError
 from distill.layers import keep_first_layers, layer_stack
 from distill.students import StudentClassifier, train_student
 
-from conftest import build_tiny_bert, build_tiny_deberta
+from conftest import build_tiny_bert, build_tiny_deberta, tiny_deberta_config
 
 
 def tiny_deberta(layers: int = 3):
     torch.manual_seed(0)
-    return DebertaV2ForSequenceClassification(DebertaV2Config(
-        vocab_size=100, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=128, relative_attention=True, position_buckets=256, pos_att_type=["p2c", "c2p"],
-        share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, num_labels=2)).eval()
+    return DebertaV2ForSequenceClassification(tiny_deberta_config(num_hidden_layers=layers)).eval()
 
 
 def tiny_distilbert(layers: int = 3):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import assert_batch_and_order_invariant, build_tiny_bert, require_model, require_shared
+from conftest import (assert_batch_and_order_invariant, build_tiny_bert, require_model, require_shared,
+                      tiny_deberta_config)
 from distill.config import TeacherConfig
 from distill.errors import DistillError
 from distill.teachers import TEACHERS, NLITeacher, build_teacher
@@ -191,7 +192,7 @@ def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
     import copy
 
     import torch
-    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+    from transformers import DebertaV2ForSequenceClassification
 
     from distill import fast_deberta
     from distill.fast_deberta import install
@@ -200,11 +201,8 @@ def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
     real = fast_deberta.compact_bias
     monkeypatch.setattr(fast_deberta, "compact_bias", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(0)
-    config = DebertaV2Config(
-        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=128, relative_attention=True, position_buckets=buckets,
-        max_relative_positions=-1, pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm",
-        position_biased_input=False, initializer_range=0.3, num_labels=3)
+    config = tiny_deberta_config(position_buckets=buckets, max_relative_positions=-1, initializer_range=0.3,
+                                 num_labels=3)
     reference = DebertaV2ForSequenceClassification(config).eval()
     fast = copy.deepcopy(reference)
     assert install(fast) == 2
