@@ -33,6 +33,13 @@ def folder_size_mb(folder: Path, names: Sequence[str] | None = None) -> float:
     return round(sum(p.stat().st_size for p in files if p.is_file()) / 2 ** 20, 2)
 
 
+def input_max_length(folder: Path, tokenizer, config) -> int:
+    """The longest input a student folder is given: the length it was trained at, else (a foreign folder)
+    what both its tokenizer and its position table allow."""
+    return folder_meta(folder).get("student", {}).get("max_length") or min(
+        tokenizer.model_max_length, getattr(config, "max_position_embeddings", 512), 512)
+
+
 class TokenClassifier:
     """Batched prediction for classifiers that read tokenized text; subclasses implement `_probs`."""
 

@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from . import fast_deberta
-from .classifiers import TokenClassifier, folder_meta, folder_size_mb
+from .classifiers import TokenClassifier, folder_meta, folder_size_mb, input_max_length
 from .errors import DistillError
 
 log = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
 FP32, INT8, RECIPE_FILE = "model.onnx", "model.int8.onnx", "export.json"
 # bump "version" whenever a change to the export or quantization makes old graphs stale
-RECIPE = {"version": 2, "opset": 17, "deberta_attention": "compact", "int8": "dynamic, per-channel QInt8 weights"}
+RECIPE = {"version": 3, "opset": 17, "deberta_attention": "skewed up to max_length, else compact", "int8": "dynamic, per-channel QInt8 weights"}
 CHECK_TEXTS = ["a", "the movie was great", "a long and winding sentence that goes on for quite a few words, "
                "with commas, to exercise longer sequences than the rest", "bad"]
 
@@ -87,7 +87,9 @@ def _export_fp32(folder: Path, out: Path) -> None:
         raise DistillError(f"{folder} holds no fine-tuned transformers student to export to ONNX")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
-    fast_deberta.install(model)  # DeBERTa: the compact relative attention goes into the graph too
+    # DeBERTa: distill's relative attention goes into the graph too, skewed when every length up to the
+    # classifier's max_length is exact (fast_deberta.skew_limit), else the compact gather
+    fast_deberta.install(model, max_length=input_max_length(folder, tokenizer, model.config))
     # in the forward's own order, which the exporter follows when it names the graph's inputs
     takes = inspect.signature(model.forward).parameters
     names = [n for n in takes if n in tokenizer.model_input_names]
@@ -139,8 +141,7 @@ class ONNXClassifier(TokenClassifier):
         config = AutoConfig.from_pretrained(self.folder)
         self.labels = [config.id2label[i] for i in range(len(config.id2label))]
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.max_length = meta.get("student", {}).get("max_length") or min(
-            self.tokenizer.model_max_length, getattr(config, "max_position_embeddings", 512), 512)
+        self.max_length = input_max_length(self.folder, self.tokenizer, config)
         variant = "onnx-int8" if self.path.name == INT8 else "onnx"
         self.name = f"{meta.get('student', {}).get('name') or self.folder.name} {variant}"
         options = ort.SessionOptions()

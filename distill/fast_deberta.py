@@ -9,10 +9,18 @@ broadcasts them over it instead of copying: the same dot products, so the same l
 rounding), at a fraction of the cost. Which rows are needed follows from the sequence length alone, so
 the patch also traces into ONNX exports (distill.export) with dynamic lengths. Anything unusual (query
 and key of different lengths, a precomputed 4-D relative_pos) falls back to the original method.
+
+When every relative position of a sequence is exact (length <= position_buckets / 2 + 1, always the case
+for students cut at 128 tokens and for most NLI pairs), the whole self-attention is replaced
+(`skewed_attention`): the c2p and p2c terms are read off the [L, 2L] products by the relative-shift
+("skew") of Transformer-XL, a reshape and two slices, instead of a gather with an index expanded to
+[B, H, L, L]; the 1/sqrt(d) scale is applied to the query and to the position queries instead of to
+the [L, L] scores and the transposed keys. Same dot products, so the same logits to float rounding.
 """
 from __future__ import annotations
 
 import logging
+import math
 import types
 
 import torch
@@ -20,8 +28,12 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def install(model: torch.nn.Module) -> int:
-    """Patch every DeBERTa-v2 self-attention module of `model`; returns how many were patched."""
+def install(model: torch.nn.Module, max_length: int | None = None) -> int:
+    """Patch every DeBERTa-v2 self-attention module of `model`; returns how many were patched.
+
+    `max_length`: the longest input the model will be given, for ONNX export: a traced graph cannot
+    choose its path by length, so the skewed attention goes into it only when every length up to
+    `max_length` is exact; otherwise the compact gather does."""
     try:
         from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
     except ImportError:  # a transformers without DeBERTa-v2: nothing to patch
@@ -31,6 +43,8 @@ def install(model: torch.nn.Module) -> int:
         if isinstance(module, DisentangledSelfAttention) and module.relative_attention:
             original = module.disentangled_attention_bias
             module.disentangled_attention_bias = types.MethodType(_compact_bias(original), module)
+            module.forward = types.MethodType(_skewed_forward(module.forward), module)
+            module.distill_max_length = max_length
             patched += 1
     if patched:
         log.debug("compact relative attention installed in %d layers", patched)
@@ -44,6 +58,71 @@ def _compact_bias(original):
             return original(query_layer, key_layer, relative_pos, rel_embeddings, scale_factor)
         return compact_bias(self, query_layer, key_layer, relative_pos[0], rel_embeddings, scale_factor)
     return bias
+
+
+def _skewed_forward(original):
+    def forward(self, hidden_states, attention_mask, output_attentions=False, query_states=None,
+                relative_pos=None, rel_embeddings=None):
+        usual = (relative_pos is not None and relative_pos.dim() == 3 and relative_pos.size(0) == 1
+                 and rel_embeddings is not None and attention_mask.dim() == 4)
+        if (output_attentions or query_states is not None or self.training or not usual
+                or not skew_fits(self, hidden_states.size(-2))):
+            return original(hidden_states, attention_mask, output_attentions, query_states=query_states,
+                            relative_pos=relative_pos, rel_embeddings=rel_embeddings)
+        return skewed_attention(self, hidden_states, attention_mask, rel_embeddings), None
+    return forward
+
+
+def skew_limit(self) -> int:
+    """The longest sequence whose relative positions are all exact (no log bucket, no clamp), so that
+    c2p / p2c column r - (L-1) is relative distance r for every row."""
+    limit = self.pos_ebd_size - 1
+    if self.position_buckets > 0:
+        limit = min(limit, self.position_buckets // 2 + 1)
+    return limit
+
+
+def skew_fits(self, length) -> bool:
+    if torch.jit.is_tracing():  # the graph must be right at every length it will be given
+        return self.distill_max_length is not None and self.distill_max_length <= skew_limit(self)
+    return length <= skew_limit(self)
+
+
+def skewed_attention(self, hidden, mask, rel_embeddings):
+    """DeBERTa's disentangled self-attention (eval, exact relative positions) -> context [B, L, hidden]."""
+    batch, length = hidden.size(0), hidden.size(1)
+    heads, span = self.num_attention_heads, self.pos_ebd_size
+    query = _split(self.query_proj(hidden), heads)  # [B, H, L, d]
+    key = _split(self.key_proj(hidden), heads)
+    value = _split(self.value_proj(hidden), heads)
+    factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+    scale = math.sqrt(query.size(-1) * factor)
+    query = query / scale
+    scores = torch.matmul(query, key.transpose(-1, -2))
+    if "c2p" in self.pos_att_type:  # column c of row i: distance i - j = L-1-c, table row span + L-1-c
+        rows = rel_embeddings[span - length:span + length].flip(0)
+        pos_key = _heads(self.key_proj(rows) if self.share_att_key else self.pos_key_proj(rows), heads)
+        scores = scores + _skew(torch.matmul(query, pos_key.transpose(-1, -2)), length)
+    if "p2c" in self.pos_att_type:  # key i, column c: distance j - i = c-(L-1), table row span + c-(L-1)
+        rows = rel_embeddings[span - length + 1:span + length + 1]
+        pos_query = _heads(self.query_proj(rows) if self.share_att_key else self.pos_query_proj(rows), heads)
+        scores = scores + _skew(torch.matmul(key, pos_query.transpose(-1, -2) / scale), length).transpose(-1, -2)
+    scores = scores.masked_fill(~mask.bool(), torch.finfo(scores.dtype).min)
+    context = torch.matmul(torch.softmax(scores, -1), value)
+    return context.transpose(1, 2).reshape(batch, length, -1)
+
+
+def _split(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, L, hidden] -> [B, heads, L, head_dim]"""
+    return x.view(x.size(0), x.size(1), heads, -1).transpose(1, 2)
+
+
+def _skew(x: torch.Tensor, length) -> torch.Tensor:
+    """[..., L, 2L] -> [..., L, L] with out[..., i, j] = x[..., i, j - i + L - 1] (the relative shift): in
+    the flattened rows, element (i, j - i + L - 1) sits at i * (2L - 1) + j + L - 1, so it is a slice and
+    a reshape, views in torch, with no index tensor."""
+    flat = x.flatten(-2)[..., length - 1:length - 1 + length * (2 * length - 1)]
+    return flat.reshape(x.size(0), x.size(1), length, 2 * length - 1)[..., :length]
 
 
 def compact_bias(self, query_layer, key_layer, rel, rel_embeddings, scale_factor):

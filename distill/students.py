@@ -22,7 +22,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .classifiers import META_FILE, TokenClassifier, folder_meta, folder_size_mb
+from .classifiers import META_FILE, TokenClassifier, folder_meta, folder_size_mb, input_max_length
 from .config import StudentConfig, TrainConfig
 from .device import is_main_process, resolve_device, world_size
 from .errors import DistillError
@@ -278,9 +278,7 @@ class StudentClassifier(TokenClassifier):
         id2label = self.model.config.id2label
         self.labels = [id2label[i] for i in range(len(id2label))]
         self.name = meta.get("student", {}).get("name") or self.folder.name
-        # the length it was trained at; for a foreign folder, what both tokenizer and positions allow
-        self.max_length = max_length or meta.get("student", {}).get("max_length") or min(
-            self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 512), 512)
+        self.max_length = max_length or input_max_length(self.folder, self.tokenizer, self.model.config)
 
     @torch.inference_mode()
     def _probs(self, texts: list[str]) -> np.ndarray:

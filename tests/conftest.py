@@ -66,8 +66,9 @@ def tiny_deberta_config(**overrides):
     return DebertaV2Config(**{**settings, **overrides})
 
 
-def build_tiny_deberta(folder: Path, id2label: dict, layers: int = 2) -> Path:
-    """A DebertaV2ForSequenceClassification with the tiny word-level tokenizer: a DeBERTa student in miniature."""
+def build_tiny_deberta(folder: Path, id2label: dict, layers: int = 2, **overrides) -> Path:
+    """A DebertaV2ForSequenceClassification with the tiny word-level tokenizer: a DeBERTa student in miniature
+    (`overrides`: other config values)."""
     import torch
     from transformers import BertTokenizerFast, DebertaV2ForSequenceClassification
 
@@ -75,7 +76,8 @@ def build_tiny_deberta(folder: Path, id2label: dict, layers: int = 2) -> Path:
     vocab = tiny_vocab()
     config = tiny_deberta_config(
         vocab_size=len(vocab), num_hidden_layers=layers, initializer_range=0.3,
-        id2label={int(k): v for k, v in id2label.items()}, label2id={v: int(k) for k, v in id2label.items()})
+        id2label={int(k): v for k, v in id2label.items()}, label2id={v: int(k) for k, v in id2label.items()},
+        **overrides)
     DebertaV2ForSequenceClassification(config).eval().save_pretrained(folder)
     BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(folder)
     return folder

@@ -29,16 +29,21 @@ def torch_probs(folder, texts):
         return torch.softmax(model(**enc).logits, -1).numpy()
 
 
-def test_a_deberta_student_exports_with_the_compact_attention_and_matches_torch_at_every_length(tmp_path,
-                                                                                                 monkeypatch):
-    build_tiny_deberta(tmp_path, LABELS)
+@pytest.mark.parametrize("buckets,path,gone", [
+    (256, "skewed_attention", {"Tile", "GatherElements"}),  # exact positions up to max_length: no gather
+    (8, "compact_bias", {"Tile"}),  # log buckets from length 6 on: the compact gather
+])
+def test_a_deberta_student_exports_with_distills_attention_and_matches_torch_at_every_length(
+        tmp_path, monkeypatch, buckets, path, gone):
+    build_tiny_deberta(tmp_path, LABELS, position_buckets=buckets)
     calls = []
-    real = fast_deberta.compact_bias
-    monkeypatch.setattr(fast_deberta, "compact_bias", lambda *a: calls.append(1) or real(*a))
+    real = getattr(fast_deberta, path)
+    monkeypatch.setattr(fast_deberta, path, lambda *a: calls.append(1) or real(*a))
     graph = export(tmp_path)
-    assert calls  # the compact path was traced into the graph
+    assert calls  # that path was traced into the graph
     ops = {node.op_type for node in onnx.load(str(graph)).graph.node}
-    assert "Tile" not in ops  # transformers' own path copies the position table once per sequence (Tile)
+    # transformers' own path copies the position table once per sequence (Tile)
+    assert not ops & gone, ops & gone
     want = torch_probs(tmp_path, TEXTS)
     for batch in (TEXTS, TEXTS[:1], TEXTS[2:3], TEXTS[4:]):  # each batch padded to its own length
         got = ONNXClassifier(graph, tmp_path).predict_proba(batch, batch_size=len(batch))

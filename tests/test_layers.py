@@ -84,8 +84,8 @@ def test_embedding_lr_students_refuse_layers(tiny_encoder, tmp_path):
                       ["negative", "positive"], student, train, tmp_path)
 
 
-def test_a_deberta_student_predicts_with_the_compact_attention_and_the_same_probabilities(tmp_path, monkeypatch):
-    """StudentClassifier installs distill.fast_deberta in a DeBERTa-v2 student: the compact path runs and
+def test_a_deberta_student_predicts_with_distills_attention_and_the_same_probabilities(tmp_path, monkeypatch):
+    """StudentClassifier installs distill.fast_deberta in a DeBERTa-v2 student: its attention runs and
     the probabilities are those of the unpatched model."""
     from transformers import AutoTokenizer
 
@@ -99,7 +99,7 @@ def test_a_deberta_student_predicts_with_the_compact_attention_and_the_same_prob
     with torch.inference_mode():
         want = torch.softmax(model(**enc).logits, -1).numpy()
     calls = []
-    real = fast_deberta.compact_bias
-    monkeypatch.setattr(fast_deberta, "compact_bias", lambda *a: calls.append(1) or real(*a))
+    real = fast_deberta.skewed_attention
+    monkeypatch.setattr(fast_deberta, "skewed_attention", lambda *a: calls.append(1) or real(*a))
     got = StudentClassifier(tmp_path, device="cpu").predict_proba(texts, batch_size=3)
     assert calls and np.abs(got - want).max() < 1e-5

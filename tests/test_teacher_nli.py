@@ -185,10 +185,16 @@ def test_descriptions_must_cover_every_label(tiny_nli_2way):
                      descriptions={"positive": ["good."], "negative": ["bad."], "neutral": ["meh."]})
 
 
-@pytest.mark.parametrize("buckets,length", [(256, 40), (8, 40), (-1, 24)])
-def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
-    """The compact relative attention gives the same logits as transformers' own, with and without
-    log-bucketed positions (buckets=8 < length) and with padding in the batch."""
+@pytest.mark.parametrize("buckets,length,path", [
+    (256, 40, "skewed"),  # every relative position exact: the skewed attention
+    (-1, 24, "skewed"),  # no buckets at all
+    (16, 9, "skewed"),  # the longest length with exact positions (|i - j| <= 16 / 2)
+    (16, 10, "compact"),  # one longer: a log bucket appears, so the compact gather
+    (8, 40, "compact"),  # log-bucketed positions
+])
+def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
+    """distill's relative attention gives the same logits as transformers' own, on the skewed path where
+    positions are exact and on the compact gather where they are log-bucketed, with padding in the batch."""
     import copy
 
     import torch
@@ -198,8 +204,9 @@ def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
     from distill.fast_deberta import install
 
     calls = []
-    real = fast_deberta.compact_bias
-    monkeypatch.setattr(fast_deberta, "compact_bias", lambda *a: calls.append(1) or real(*a))
+    for name in ("compact_bias", "skewed_attention"):
+        real = getattr(fast_deberta, name)
+        monkeypatch.setattr(fast_deberta, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
     torch.manual_seed(0)
     config = tiny_deberta_config(position_buckets=buckets, max_relative_positions=-1, initializer_range=0.3,
                                  num_labels=3)
@@ -213,7 +220,7 @@ def test_compact_deberta_attention_is_exact(buckets, length, monkeypatch):
     with torch.inference_mode():
         want = reference(input_ids=ids, attention_mask=mask).logits
         got = fast(input_ids=ids, attention_mask=mask).logits
-    assert len(calls) == 2  # the compact path really ran, once per layer
+    assert calls == [{"skewed": "skewed_attention", "compact": "compact_bias"}[path]] * 2  # once per layer
     assert want.abs().max() > 0.5  # logits far from zero, so the comparison means something
     assert (want - got).abs().max() < 1e-5
 
