@@ -25,6 +25,7 @@ class Stage(str, Enum):
     all = "all"
     publish = "publish"
     weak = "weak"
+    prune = "prune"
 
 
 @dataclass
@@ -240,6 +241,16 @@ class PredictConfig:
 
 
 @dataclass
+class PruneConfig:
+    # stage=prune: cut a trained student's feed-forward blocks to this many units a layer (the most important
+    # to its loss on the teacher's labels; distill/prune.py) and fine-tune it again
+    ffn_size: Optional[int] = None
+    texts: int = 640  # label-file texts the units' importance is measured on
+    epochs: float = 3.0  # fine-tuning after the cut (the train settings otherwise)
+    lr: float = 5e-5
+
+
+@dataclass
 class Config:
     stage: Stage = Stage.all
     input: Optional[str] = None  # stage=predict: a CSV / TSV / JSONL / parquet file of new texts
@@ -251,6 +262,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     weak: Optional[WeakConfig] = None  # weak=<preset>: train/eval use stage=weak's combined labels

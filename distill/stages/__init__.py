@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from .. import tracking
 from ..device import world_size
 from ..errors import DistillError
-from . import evaluate, label, predict, publish, train, weak
+from . import evaluate, label, predict, prune, publish, train, weak
 
 
 def run_all(cfg: DictConfig) -> dict:
@@ -17,8 +17,7 @@ def run_all(cfg: DictConfig) -> dict:
 
 
 STAGES = {"label": label.run, "train": train.run, "eval": evaluate.run, "all": run_all, "publish": publish.run,
-          "predict": predict.run,
-          "weak": weak.run}
+          "predict": predict.run, "prune": prune.run, "weak": weak.run}
 
 
 def _step(name: str, cfg: DictConfig) -> dict:
