@@ -181,7 +181,7 @@ def _throughput(out: Path, metrics: dict, plt) -> Path | None:
         values = [m["samples_per_s"].get(str(bs)) or 0 for bs in sizes]
         xs = np.arange(len(sizes)) + (i - (len(models) - 1) / 2) * width
         color, hatch = _bar_style(m, models)
-        bars = ax.bar(xs, values, width, label=_short(m["name"], 34), color=color, hatch=hatch,
+        bars = ax.bar(xs, values, width, label=_short(m["name"], 40), color=color, hatch=hatch,
                       edgecolor="white" if hatch else None, linewidth=0)
         for bar, v in zip(bars, values):
             if v:
@@ -205,7 +205,7 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     for m in models:
         x, y = m["samples_per_s"][bs], m["accuracy"]
         ax.scatter([x], [y], s=60, color=COLORS[m["role"]], marker="*" if m["role"] == "teacher" else "o", zorder=3)
-        points.append((x, y, _short(m["name"], 34)))
+        points.append((x, y, _short(m["name"], 40)))
     ax.set_xscale("log")
     _plain_ticks(ax.xaxis)
     ax.set_xlabel(f"samples / second at batch {bs} (log)")
