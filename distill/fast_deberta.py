@@ -47,7 +47,7 @@ def install(model: torch.nn.Module, max_length: int | None = None) -> int:
             module.distill_max_length = max_length
             patched += 1
     if patched:
-        log.debug("compact relative attention installed in %d layers", patched)
+        log.debug("distill's relative attention installed in %d layers", patched)
     return patched
 
 

@@ -10,7 +10,7 @@ from conftest import build_tiny_bert, build_tiny_deberta
 from distill.errors import DistillError
 from distill.prune import ffn_importance, ffn_pairs, prune_ffn
 from distill.stages import evaluate, label, prune, train
-from test_stages import make_cfg, write_sst2_like  # noqa: F401  (make_cfg is a fixture)
+from test_stages import make_cfg  # noqa: F401  (a fixture)
 
 LABELS = {0: "negative", 1: "positive"}
 TEXTS = ["the movie was great", "awful", "i think this plot is very good , really", "bad fun", "so boring"]

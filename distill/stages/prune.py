@@ -7,7 +7,6 @@ The trained student is the one this config's stage=train wrote; the pruned one g
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 
@@ -18,7 +17,7 @@ from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
 from ..prune import ffn_importance, prune_ffn
 from ..students import train_student
-from .train import SUMMARY_KEYS, find_labels
+from .train import find_labels, is_trained, record, trained_summary
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +30,15 @@ def run(cfg: DictConfig) -> dict:
         raise DistillError(f"stage=prune shrinks fine-tuned students; student={cfg.student.name} is "
                            f"kind={cfg.student.kind}")
     source = artifacts.student_dir(cfg)
-    if not (source / "distill_train.json").is_file():
+    if not is_trained(source):
         raise DistillError(f"stage=prune: no trained student at {source}; run stage=train with the same "
                            f"overrides first")
     out_dir = source.with_name(f"{source.name}-ffn{size}")
-    done = out_dir / "distill_train.json"
-    if done.exists() and not cfg.train.overwrite:
+    if is_trained(out_dir) and not cfg.train.overwrite:
         log.info("prune: already pruned to %d units and fine-tuned (cache hit; train.overwrite=true redoes "
                  "it) -> %s", size, out_dir)
         return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": True,
-                **{k: v for k, v in json.loads(done.read_text()).items() if k in SUMMARY_KEYS}}
+                **trained_summary(out_dir)}
     labels_path = find_labels(cfg)
     labels = list(cfg.data.labels)
     texts, probs = read_labels(labels_path, labels)
@@ -51,10 +49,7 @@ def run(cfg: DictConfig) -> dict:
     train = OmegaConf.merge(cfg.train, {"epochs": cfg.prune.epochs, "lr": cfg.prune.lr})
     summary = train_student(texts, probs, labels, student, train, out_dir, weights=read_weights(labels_path))
     shutil.rmtree(init, ignore_errors=True)
-    artifacts.write_json(out_dir / "distill_config.json", {
-        "labels_path": str(labels_path), "pruned_from": str(source),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    })
+    record(out_dir, labels_path, cfg, pruned_from=str(source))
     log.info("prune: %s cut to %d feed-forward units a layer and fine-tuned in %.0f s -> %s", cfg.student.name,
              size, summary.get("seconds", 0.0), out_dir)
     return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": False, **summary}

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
+from ..classifiers import META_FILE
 from ..device import is_main_process
 from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
@@ -38,24 +39,35 @@ def find_labels(cfg: DictConfig) -> Path:
     return path
 
 
+def is_trained(out_dir: Path) -> bool:
+    return (out_dir / META_FILE).is_file()
+
+
+def trained_summary(out_dir: Path) -> dict:
+    """The summary a finished training recorded in `out_dir` (for a cache hit's result)."""
+    return {k: v for k, v in json.loads((out_dir / META_FILE).read_text()).items() if k in SUMMARY_KEYS}
+
+
+def record(out_dir: Path, labels_path: Path, cfg: DictConfig, **extra) -> None:
+    """distill_config.json: the label file and the whole config a student was made with."""
+    artifacts.write_json(out_dir / "distill_config.json", {
+        "labels_path": str(labels_path), **extra, "config": OmegaConf.to_container(cfg, resolve=True)})
+
+
 def run(cfg: DictConfig) -> dict:
     labels_path = find_labels(cfg)
     out_dir = artifacts.student_dir(cfg)
-    done = out_dir / "distill_train.json"
-    if done.exists() and not cfg.train.overwrite:
+    if is_trained(out_dir) and not cfg.train.overwrite:
         log.info("train: this student was already trained with these labels and settings (cache hit; "
                  "train.overwrite=true retrains) -> %s", out_dir)
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": True,
-                **{k: v for k, v in json.loads(done.read_text()).items() if k in SUMMARY_KEYS}}
+                **trained_summary(out_dir)}
     texts, probs = read_labels(labels_path, list(cfg.data.labels))
     summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir,
                             weights=read_weights(labels_path))
     if not is_main_process():
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}
-    artifacts.write_json(out_dir / "distill_config.json", {
-        "labels_path": str(labels_path),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    })
+    record(out_dir, labels_path, cfg)
     log.info("train: %s student on %d %s teacher labels in %.0f s -> %s", cfg.student.name, len(texts),
              cfg.train.targets, summary.get("seconds", 0.0), out_dir)
     return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}
