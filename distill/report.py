@@ -91,20 +91,39 @@ LABEL_RISE = 4.0  # points a point's label sits above it, unless another label i
 
 def _label_offsets(ax, points: list[tuple[float, float, str]], height: float = 11.0,
                    char_width: float = 4.6) -> list[tuple[float, float]]:
-    """Offsets (points) for the labels of `points` (x, y, text) so that no two overlap: each label sits
-    right of its point and is pushed down below any label it would cover (highest points first)."""
+    """Offsets (points) for the labels of `points` (x, y, text): each label goes to the first free place
+    near its point (right of it, rising by LABEL_RISE, or left of it; then a line lower or higher, further
+    each time), free meaning that it covers no other label or point and stays inside the axes. Highest
+    points are placed first. Where nothing is free, the place that covers the least is taken."""
     scale = 72 / ax.figure.dpi
     where = [ax.transData.transform((x, y)) * scale for x, y, _ in points]  # display position, in points
-    placed: list[tuple[float, float, float]] = []  # (left, right, centre y) of labels already laid out
+    (x0, y0), (x1, y1) = ax.transAxes.transform([(0, 0), (1, 1)]) * scale
+    boxes: list[tuple[float, float, float, float]] = []  # (left, right, bottom, top) of labels placed
+    dots = [(px - 4, px + 4, py - 4, py + 4) for px, py in where]  # the markers, which labels must not hide
     offsets = [(0.0, 0.0)] * len(points)
+
+    def overlap(a, b) -> float:
+        return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[2], b[2]))
+
     for i in sorted(range(len(points)), key=lambda i: -where[i][1]):
-        left, centre = where[i][0] + 6, where[i][1] + LABEL_RISE
-        right = left + char_width * len(points[i][2])
-        for other in sorted(placed, key=lambda p: -p[2]):
-            if left < other[1] and other[0] < right and abs(centre - other[2]) < height:
-                centre = other[2] - height
-        placed.append((left, right, centre))
-        offsets[i] = (6.0, centre - where[i][1])
+        px, py = where[i]
+        width = char_width * len(points[i][2])
+        best = None
+        # nearest first: a line up or down, on the right and then on the left, before going further
+        for step in range(12):
+            dy = LABEL_RISE + height * ((step + 1) // 2) * (-1 if step % 2 else 1)
+            for side in (6.0, -6.0 - width):
+                box = (px + side, px + side + width, py + dy - height / 2, py + dy + height / 2)
+                outside = (max(0.0, x0 - box[0]) + max(0.0, box[1] - x1)) * height + \
+                    (max(0.0, y0 - box[2]) + max(0.0, box[3] - y1)) * width
+                cost = outside + sum(overlap(box, b) for b in boxes) + \
+                    sum(overlap(box, d) for j, d in enumerate(dots) if j != i)
+                if best is None or cost < best[0] - 1e-9:
+                    best = (cost, box, (side, dy))
+            if best[0] == 0:
+                break
+        boxes.append(best[1])
+        offsets[i] = best[2]
     return offsets
 
 
@@ -200,7 +219,8 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     models = [m for m in metrics["models"] if m["samples_per_s"].get(bs)]
     if not models:
         return None
-    fig, ax = plt.subplots(figsize=(7.0, 4.5))
+    # taller with more models, so their labels find room beside their points
+    fig, ax = plt.subplots(figsize=(7.0, max(4.5, 1.5 + 0.3 * len(models))))
     points = []
     for m in models:
         x, y = m["samples_per_s"][bs], m["accuracy"]
@@ -217,8 +237,17 @@ def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     xs = [m["samples_per_s"][bs] for m in models]
     ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
     fig.tight_layout()
-    for (x, y, text), (dx, dy) in zip(points, _label_offsets(ax, points)):
-        moved = abs(dy - LABEL_RISE) > 1
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8, va="center",
-                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None)
+    _label_points(ax, points)
     return _save(fig, out / "accuracy_vs_speed.png", plt)
+
+
+def _label_points(ax, points: list[tuple[float, float, str]]) -> list:
+    """Annotate each (x, y, text) point where `_label_offsets` found room, with a thin line to its point
+    when the label is not right beside it; the annotations, in the order of `points`."""
+    notes = []
+    for (x, y, text), (dx, dy) in zip(points, _label_offsets(ax, points)):
+        moved = abs(dy - LABEL_RISE) > 1 or dx < 0
+        notes.append(ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                                 va="center", ha="left",
+                                 arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if moved else None))
+    return notes

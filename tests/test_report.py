@@ -22,3 +22,41 @@ def test_bars_give_each_student_a_colour_and_each_export_a_hatch():
     assert len({a[1], a_onnx[1], a_int8[1]}) == 3  # exports told apart by hatching
     torch_styles = [s for m, s in zip(models, styles) if m["role"] == "student" and m["variant"] == "torch"]
     assert len(set(torch_styles[:9])) == 9  # the first nine students all differ
+
+
+def test_scatter_labels_stay_inside_the_plot_and_do_not_overlap():
+    """A crowded cluster (as ten students and their exports make) gets every label inside the axes, none
+    covering another: measured on the rendered text, not on the layout's own estimate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from distill.report import _label_points
+
+    fig, ax = plt.subplots(figsize=(7.0, 7.0))
+    points = [(8, 0.81, "teacher")] + [(40 + 6 * (i % 5), 0.805 + 0.002 * (i // 5) + 0.0004 * i,
+                                        f"student-{i}-ffn768 (soft) onnx-int8") for i in range(15)]
+    points += [(200, 0.84, "the fastest student, with a long name")]  # near the right edge
+    ax.scatter([x for x, _, _ in points], [y for _, y, _ in points])
+    ax.set_xscale("log")
+    ax.set_xlim(5, 250)
+    ax.set_ylim(0.80, 0.845)
+    fig.tight_layout()
+    notes = _label_points(ax, points)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    # the text alone (an Annotation's own extent also spans its leader line)
+    boxes = [Text.get_window_extent(n, renderer) for n in notes]
+    frame = ax.get_window_extent(renderer)
+    slack = 3  # pixels: the layout estimates text widths from the character count
+    for box, (_, _, text) in zip(boxes, points):
+        assert box.x0 >= frame.x0 - slack and box.x1 <= frame.x1 + slack, text
+        assert box.y0 >= frame.y0 - slack and box.y1 <= frame.y1 + slack, text
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
+            overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert overlap_x <= slack or overlap_y <= slack, (a, b)
+    plt.close(fig)
