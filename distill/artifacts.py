@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from .data import data_fingerprint
 
 # Teacher settings that change the labels; batch size, device and dtype only change the speed.
-TEACHER_KEYS = ("kind", "model", "template", "templates", "descriptions", "multi_label", "max_length", "temperature")
+TEACHER_KEYS = ("kind", "model", "template", "templates", "descriptions", "multi_label", "max_length", "temperature",
+                "variant")
 # Student/train settings that change the student; `labels_path` is covered by the label key.
 TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume")
 
@@ -37,7 +38,12 @@ def outputs_root(cfg: DictConfig) -> Path:
 def teacher_identity(cfg: DictConfig) -> dict:
     teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
     # Unset options are left out, so adding a new option to the schema keeps existing keys valid.
-    return {k: teacher[k] for k in TEACHER_KEYS if teacher.get(k) not in (None, {}, [])}
+    identity = {k: teacher[k] for k in TEACHER_KEYS if teacher.get(k) not in (None, {}, [])}
+    if teacher.get("kind") == "classifier":  # a retrained folder at the same path is another teacher
+        from .teachers.classifier import model_fingerprint
+
+        identity["fingerprint"] = model_fingerprint(teacher["model"])
+    return identity
 
 
 def label_identity(cfg: DictConfig, split: str = "pool") -> dict:

@@ -69,7 +69,7 @@ class DataConfig:
 @dataclass
 class TeacherConfig:
     name: str = MISSING
-    kind: str = "nli"  # key of distill.teachers.TEACHERS: nli | embedding | onnx
+    kind: str = "nli"  # key of distill.teachers.TEACHERS: nli | embedding | onnx | classifier
     model: str = MISSING  # local folder or Hugging Face hub id
     template: str = "This example is {}."
     # Prompt ensemble: several templates, scores averaged over them (replaces `template` when set).
@@ -84,6 +84,8 @@ class TeacherConfig:
     temperature: float = 0.05  # embedding teacher: softmax(cosine / temperature)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    # classifier teacher (a trained student folder): torch | onnx | onnx-int8; null is torch
+    variant: Optional[str] = None
 
 
 @dataclass
@@ -245,9 +247,14 @@ class PruneConfig:
     # stage=prune: cut a trained student's feed-forward blocks to this many units a layer (the most important
     # to its loss on the teacher's labels; distill/prune.py) and fine-tune it again
     ffn_size: Optional[int] = None
-    texts: int = 640  # label-file texts the units' importance is measured on
+    # and/or remove this many whole transformer layers, one at a time the one the loss misses least
+    drop_layers: int = 0
+    texts: int = 640  # label-file texts the units' and layers' importance is measured on
     epochs: float = 3.0  # fine-tuning after the cut (the train settings otherwise)
     lr: float = 5e-5
+    # fine-tune the cut student on this label file instead of its own teacher's (e.g. a teacher assistant's
+    # labels of a larger pool: teacher=assistant, see conf/teacher/assistant.yaml); null: the same labels
+    labels_path: Optional[str] = None
 
 
 @dataclass

@@ -59,6 +59,8 @@ class CardInputs:
     train: dict  # the train config
     summary: dict = field(default_factory=dict)  # distill_train.json: n_texts, seconds, train_loss, ...
     weak: Optional[dict] = None  # the weak config when stage=weak's combined labels replaced the teacher
+    # the trained classifier that labelled the student's texts (a teacher assistant, itself taught by `teacher`)
+    assistant: Optional[dict] = None
     metrics: Optional[dict] = None  # the eval stage's metrics.json; None: not evaluated
     student_entry: Optional[str] = None  # name of this model's entry in metrics["models"]
     images: list = field(default_factory=list)  # plots copied into the repo, relative paths
@@ -249,6 +251,9 @@ def teacher_method(teacher: dict) -> str:
 def labeller(inputs: CardInputs) -> str:
     if inputs.weak:
         return f"that weak supervision ({len(inputs.weak.get('teachers') or {})} zero-shot teachers and rules)"
+    if inputs.assistant:
+        return (f"that a larger student, {model_name(inputs.assistant.get('model'))} (itself distilled from the "
+                f"zero-shot teacher {model_name(inputs.teacher.get('model'))}), as a teacher assistant,")
     return f"that the zero-shot teacher {model_name(inputs.teacher.get('model'))}"
 
 
@@ -271,13 +276,15 @@ def how_made(inputs: CardInputs) -> str:
         lines.append(f"1. **Labels**: {weak_method(inputs.weak)}")
     else:
         lines.append(f"1. **Teacher**: {model_link(inputs.teacher.get('model'))}, zero-shot: "
-                     f"{teacher_method(inputs.teacher)}")
+                     f"{teacher_method(inputs.teacher)}"
+                     + (f" A larger student fine-tuned on its labels, {model_name(inputs.assistant.get('model'))}, "
+                        "then labelled the texts below as a *teacher assistant*." if inputs.assistant else ""))
     pool = f"{s['n_texts']:,} unlabelled texts" if s.get("n_texts") else "unlabelled texts"
     source = f"[{ds['pretty']}](https://huggingface.co/datasets/{ds['id']})" if ds["id"] else ds["pretty"]
     counts = (s.get("label_distribution") or {}).get("argmax_counts") or {}
     total = sum(counts.values()) or 1
     spread = ", ".join(f"{k} {v:,} ({100 * v / total:.0f}%)" for k, v in counts.items())
-    by = "so" if inputs.weak else "by the teacher"
+    by = "so" if inputs.weak else "by the teacher assistant" if inputs.assistant else "by the teacher"
     lines.append(f"2. **Data**: {pool} from {source} (`{ds['name']}`), labelled {by}"
                  + (f": {spread}." if spread else "."))
     targets = t.get("targets", "soft")

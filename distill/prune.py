@@ -94,3 +94,52 @@ def prune_ffn(model: torch.nn.Module, size: int, scores: list[torch.Tensor]) -> 
             setattr(model.config, key, size)
     log.info("pruned the feed-forward blocks of %d layers from %d to %d units", len(pairs), width, size)
     return model
+
+
+def distillation_loss(model, tokenizer, texts: Sequence[str], probs: np.ndarray, temperature: float = 1.0,
+                      max_length: int = 128, batch_size: int = 64) -> float:
+    """Mean soft cross-entropy of `model` against the teacher's probabilities on `texts` (eval mode)."""
+    model.eval()
+    targets = torch.tensor(np.asarray(probs, dtype=np.float32))
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                            max_length=max_length, return_tensors="pt")
+            batch = targets[start:start + batch_size]
+            total += float(soft_cross_entropy(model(**enc).logits, batch, temperature)) * len(batch)
+    return total / max(1, len(texts))
+
+
+def drop_layers(model: torch.nn.Module, tokenizer, count: int, texts: Sequence[str], probs: np.ndarray,
+                temperature: float = 1.0, max_length: int = 128) -> list[int]:
+    """Remove `count` whole transformer layers (in place, config updated), one at a time the layer whose
+    absence raises the distillation loss on `texts` least (greedy; Sajjad et al. 2023 find that which layers
+    a fine-tuned model can spare depends on the model and task, not only on depth). Returns the removed
+    layers' indices in the original numbering, in removal order."""
+    if len(texts) == 0:
+        raise DistillError("stage=prune: no texts to measure the layers' importance on")
+    stack = layer_stack(model)
+    if not 0 <= count < len(stack):
+        raise DistillError(f"prune.drop_layers={count}: the student has {len(stack)} layers, so drop between 0 "
+                           f"and {len(stack) - 1}")
+    total = len(stack)
+    original = list(range(total))  # the original index of each layer still in the stack
+    removed = []
+    for _ in tqdm(range(count), desc="prune: layers", unit="layer"):
+        losses = []
+        for j in range(len(stack)):
+            layer = stack[j]
+            del stack[j]
+            losses.append(distillation_loss(model, tokenizer, texts, probs, temperature, max_length))
+            stack.insert(j, layer)
+        j = int(np.argmin(losses))
+        log.info("prune: dropping layer %d of the original %d (loss %.4f without it; without each of layers %s: "
+                 "%s)", original[j], total, losses[j], ", ".join(map(str, original)),
+                 ", ".join(f"{x:.4f}" for x in losses))
+        del stack[j]
+        removed.append(original.pop(j))
+    for key in ("num_hidden_layers", "n_layers"):  # DistilBERT calls it n_layers
+        if hasattr(model.config, key):
+            setattr(model.config, key, len(stack))
+    return removed

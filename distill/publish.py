@@ -53,8 +53,11 @@ def read_student(folder: Path, fallback_config: dict) -> dict:
                            "publish needs a folder that `python -m distill stage=train` wrote")
     meta = json.loads(meta_path.read_text())
     made_path = folder / "distill_config.json"
+    assistant = None
     if made_path.is_file():
-        made = json.loads(made_path.read_text())["config"]
+        record = json.loads(made_path.read_text())
+        made = record["config"]
+        assistant = labelling_classifier(record.get("labels_path"))
     else:
         log.warning("publish: %s has no distill_config.json; the card takes teacher and data from this run's "
                     "config", folder)
@@ -62,8 +65,19 @@ def read_student(folder: Path, fallback_config: dict) -> dict:
     train = meta.get("train") or made["train"]
     weak = made.get("weak") if not train.get("labels_path") else None  # stage=weak labels, not one teacher
     return {"labels": meta.get("labels"), "teacher": made["teacher"], "data": made["data"], "weak": weak,
+            "assistant": assistant,
             "student": meta.get("student") or made["student"], "train": train,
             "summary": {k: meta[k] for k in ("n_texts", "seconds", "train_loss", "label_distribution") if k in meta}}
+
+
+def labelling_classifier(labels_path) -> dict | None:
+    """The trained classifier (teacher.kind=classifier: a teacher assistant) that wrote a label file, from
+    the meta.json beside it; None when a zero-shot teacher (or stage=weak) wrote it, or it is not known."""
+    meta = Path(labels_path).parent / "meta.json" if labels_path else None
+    if meta is None or not meta.is_file():
+        return None
+    teacher = json.loads(meta.read_text()).get("teacher") or {}
+    return teacher if teacher.get("kind") == "classifier" else None
 
 
 def copy_model(student: Path, out: Path, labels: list) -> None:
@@ -159,7 +173,8 @@ def assemble(student: Path, out: Path, repo_id: str, made: dict, metrics: Option
         text = dataset_info(made["data"])["example"] or "This is an example."
         inputs = CardInputs(
             repo_id=repo_id, labels=labels, teacher=made["teacher"], data=made["data"], student=made["student"],
-            train=made["train"], summary=made["summary"], weak=made.get("weak"), metrics=metrics,
+            train=made["train"], summary=made["summary"], weak=made.get("weak"), assistant=made.get("assistant"),
+            metrics=metrics,
             student_entry=student_entry(metrics, student), images=images,
             example=(text, try_pipeline(tmp, text, labels)), base_model=base_model,
             license=license or base_license(made["student"].get("model")))

@@ -26,7 +26,7 @@ from .classifiers import META_FILE, TokenClassifier, folder_meta, folder_size_mb
 from .config import StudentConfig, TrainConfig
 from .device import is_main_process, resolve_device, world_size
 from .errors import DistillError
-from .hub import load_error, resolve_model_ref
+from .hub import load_error, looks_local, resolve_model_ref
 from .layers import keep_first_layers
 from . import fast_deberta, tracking
 from .losses import hard_cross_entropy, soft_cross_entropy
@@ -267,13 +267,18 @@ class StudentClassifier(TokenClassifier):
 
     def __init__(self, folder, device: str = "auto", max_length: int | None = None):
         self.folder = Path(os.path.expanduser(str(folder)))
-        if not (self.folder / "config.json").is_file():
+        local = (self.folder / "config.json").is_file()
+        if not local and (looks_local(str(folder)) or self.folder.exists()):
             raise DistillError(f"student folder '{self.folder}' holds no trained student; run stage=train first "
                                "(or point eval.student_path at a folder that train_student wrote)")
         meta = folder_meta(self.folder)
         self.device = resolve_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).to(self.device).eval()
+        source = str(self.folder) if local else str(folder)  # else a hub id of a fine-tuned classifier
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModelForSequenceClassification.from_pretrained(source).to(self.device).eval()
+        except (OSError, ValueError) as e:
+            raise load_error(str(folder), "model", e) from e
         fast_deberta.install(self.model)  # a DeBERTa-v2/v3 student: same logits, less CPU time
         id2label = self.model.config.id2label
         self.labels = [id2label[i] for i in range(len(id2label))]

@@ -68,5 +68,64 @@ def test_prune_stage_cuts_a_trained_student_and_eval_all_measures_it(make_cfg): 
     assert prune.run(cfg)["cached"] is True
     report = evaluate.run(make_cfg("eval.students=all", "eval.variants=[torch]", "eval.plots=false"))
     assert sorted(m["name"] for m in report["models"][1:]) == ["minilm (soft)", "minilm-ffn16 (soft)"]
-    with pytest.raises(DistillError, match="needs prune.ffn_size"):
+    with pytest.raises(DistillError, match="needs prune.ffn_size .* and/or prune.drop_layers"):
         prune.run(make_cfg())
+
+
+def test_the_layer_dropped_is_the_one_whose_absence_raises_the_loss_least(tmp_path):
+    """Checked against removing each layer from a separate copy of the model; the result saves and loads
+    back as an ordinary shallower model with the same logits."""
+    import copy
+
+    from distill.layers import layer_stack
+    from distill.prune import distillation_loss, drop_layers
+
+    build_tiny_bert(tmp_path, LABELS, layers=3)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.5, 0.5]], dtype=np.float32)
+    losses = []
+    for j in range(3):
+        copied = copy.deepcopy(model)
+        del layer_stack(copied)[j]
+        losses.append(distillation_loss(copied, tokenizer, TEXTS, probs, 2.0))
+    assert len(set(np.round(losses, 6))) == 3  # a real choice
+    assert drop_layers(model, tokenizer, 1, TEXTS, probs, temperature=2.0) == [int(np.argmin(losses))]
+    assert model.config.num_hidden_layers == 2 and len(layer_stack(model)) == 2
+    want = logits(model, tokenizer)
+    model.save_pretrained(tmp_path / "dropped")
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dropped")
+    assert again.config.num_hidden_layers == 2 and torch.allclose(logits(again, tokenizer), want, atol=1e-5)
+    with pytest.raises(DistillError, match="prune.drop_layers=2: the student has 2 layers"):
+        drop_layers(model, tokenizer, 2, TEXTS, probs)
+    with pytest.raises(DistillError, match="no texts"):
+        drop_layers(model, tokenizer, 1, [], np.zeros((0, 2)))
+
+
+def test_prune_stage_drops_layers_and_fine_tunes_on_an_assistants_labels(make_cfg):  # noqa: F811
+    """The teacher-assistant recipe of run_main.sh in small: a trained student labels a larger pool, and a
+    cut copy of the student (one layer fewer) is fine-tuned on those labels."""
+    import json
+    from pathlib import Path
+
+    cfg = make_cfg()
+    label.run(cfg)
+    trained = train.run(cfg)
+    assistant = make_cfg("teacher=assistant", f"teacher.model={trained['student_dir']}", "teacher.variant=torch",
+                         "data.pool_size=40")
+    labels_path = label.run(assistant)["labels_path"]
+    cut = make_cfg("prune.drop_layers=1", f"prune.labels_path={labels_path}",
+                   "prune.epochs=1", "prune.texts=8")
+    result = prune.run(cut)
+    folder = result["student_dir"]
+    assert folder.startswith(trained["student_dir"] + "-drop1-assistant-pool-") and result["cached"] is False
+    assert AutoModelForSequenceClassification.from_pretrained(folder).config.num_hidden_layers == 1
+    record = json.loads((Path(folder) / "distill_config.json").read_text())
+    assert record["labels_path"] == labels_path and len(record["dropped_layers"]) == 1
+    assert json.loads((Path(folder) / "distill_train.json").read_text())["n_texts"] > 32
+    assert prune.run(cut)["cached"] is True
+    with pytest.raises(DistillError, match="prune.labels_path: .* does not exist"):
+        prune.run(make_cfg("prune.drop_layers=1", "prune.labels_path=/nowhere/labels.parquet"))
+    with pytest.raises(DistillError, match="prune.drop_layers=-1 must be 0 or more"):
+        prune.run(make_cfg("prune.drop_layers=-1"))
+

@@ -265,3 +265,27 @@ def test_card_of_a_student_cut_to_fewer_layers_says_so_and_reproduces_it():
         train={"targets": "soft", "temperature": 2.0}, summary={"n_texts": 100}))
     assert "deberta-v3-xsmall), cut to its first 6 layers, with a new 2-way head" in card.text
     assert "student=deberta-nli student.layers=6" in card.text
+
+
+def test_card_of_a_student_taught_by_a_teacher_assistant_says_who_labelled_its_texts(tmp_path):
+    """A label file a trained classifier wrote (teacher=assistant) is named in the card, beside the zero-shot
+    teacher that taught the assistant; a zero-shot teacher's label file adds nothing."""
+    from distill.modelcard import CardInputs, build_card
+    from distill.publish import labelling_classifier
+
+    folder = tmp_path / "labels" / "assistant-pool-0123456789"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"teacher": {"kind": "classifier", "model": "/o/deberta-nli-soft"}}))
+    assistant = labelling_classifier(str(folder / "labels.parquet"))
+    assert assistant["model"] == "/o/deberta-nli-soft"
+    (folder / "meta.json").write_text(json.dumps({"teacher": {"kind": "nli", "model": "x/nli"}}))
+    assert labelling_classifier(str(folder / "labels.parquet")) is None
+    assert labelling_classifier(None) is None and labelling_classifier(str(tmp_path / "none/labels.parquet")) is None
+    card = build_card(CardInputs(
+        repo_id=REPO, labels=["negative", "positive"], teacher={"name": "deberta-v3-nli", "model": "x/nli"},
+        data={"name": "sst2"}, student={"name": "deberta-nli-6l", "model": "microsoft/deberta-v3-xsmall",
+                                        "max_length": 128}, train={"targets": "soft", "temperature": 2.0},
+        summary={"n_texts": 100}, assistant=assistant))
+    assert "that a larger student, `deberta-nli-soft` (itself distilled from the zero-shot teacher" in card.text
+    assert "then labelled the texts below as a *teacher assistant*" in card.text
+    assert "labelled by the teacher assistant" in card.text

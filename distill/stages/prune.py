@@ -1,21 +1,25 @@
 """Stage `prune`: a faster student from a trained one. Its feed-forward blocks are cut to `prune.ffn_size`
 units per layer, keeping the units that matter most to its loss on the teacher's labels (distill/prune.py),
-and it is fine-tuned again on the same labels for `prune.epochs` at `prune.lr`.
+and/or `prune.drop_layers` whole layers go, each time the one the loss misses least; then it is fine-tuned
+again for `prune.epochs` at `prune.lr`, on the same labels or on `prune.labels_path` (e.g. a teacher
+assistant's labels of a larger pool).
 
 The trained student is the one this config's stage=train wrote; the pruned one goes next to it, as
-`<student folder>-ffn<size>`, so `eval.students=all` measures it beside the others.
+`<student folder>-ffn<size>[-drop<n>][-<labels' folder>]`, so `eval.students=all` measures it beside the others.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
 from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
-from ..prune import ffn_importance, prune_ffn
+from ..prune import drop_layers, ffn_importance, prune_ffn
 from ..students import train_student
 from .train import find_labels, is_trained, record, trained_summary
 
@@ -23,9 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
-    size = cfg.prune.ffn_size
-    if size is None:
-        raise DistillError("stage=prune needs prune.ffn_size: the feed-forward units to keep in every layer")
+    size, drop = cfg.prune.ffn_size, cfg.prune.drop_layers
+    if size is None and not drop:
+        raise DistillError("stage=prune needs prune.ffn_size (the feed-forward units to keep in every layer) "
+                           "and/or prune.drop_layers (whole layers to remove)")
+    if drop < 0:
+        raise DistillError(f"prune.drop_layers={drop} must be 0 or more")
     if cfg.student.kind != "finetune":
         raise DistillError(f"stage=prune shrinks fine-tuned students; student={cfg.student.name} is "
                            f"kind={cfg.student.kind}")
@@ -33,37 +40,64 @@ def run(cfg: DictConfig) -> dict:
     if not is_trained(source):
         raise DistillError(f"stage=prune: no trained student at {source}; run stage=train with the same "
                            f"overrides first")
-    out_dir = source.with_name(f"{source.name}-ffn{size}")
+    labels_path = _labels(cfg)
+    suffix = pruned_suffix(cfg)
+    out_dir = source.with_name(f"{source.name}-{suffix}")
     if is_trained(out_dir) and not cfg.train.overwrite:
-        log.info("prune: already pruned to %d units and fine-tuned (cache hit; train.overwrite=true redoes "
-                 "it) -> %s", size, out_dir)
+        log.info("prune: already cut (%s) and fine-tuned (cache hit; train.overwrite=true redoes it) -> %s",
+                 suffix, out_dir)
         return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": True,
                 **trained_summary(out_dir)}
-    labels_path = find_labels(cfg)
     labels = list(cfg.data.labels)
     texts, probs = read_labels(labels_path, labels)
     init = out_dir.with_name(out_dir.name + ".init")
-    _pruned_copy(cfg, source, init, texts, probs)
-    student = OmegaConf.merge(cfg.student, {"name": f"{cfg.student.name}-ffn{size}", "model": str(init),
+    removed = _pruned_copy(cfg, source, init, texts, probs)
+    student = OmegaConf.merge(cfg.student, {"name": f"{cfg.student.name}-{suffix}", "model": str(init),
                                             "layers": None})
     train = OmegaConf.merge(cfg.train, {"epochs": cfg.prune.epochs, "lr": cfg.prune.lr})
     summary = train_student(texts, probs, labels, student, train, out_dir, weights=read_weights(labels_path))
     shutil.rmtree(init, ignore_errors=True)
-    record(out_dir, labels_path, cfg, pruned_from=str(source))
-    log.info("prune: %s cut to %d feed-forward units a layer and fine-tuned in %.0f s -> %s", cfg.student.name,
-             size, summary.get("seconds", 0.0), out_dir)
-    return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": False, **summary}
+    record(out_dir, labels_path, cfg, pruned_from=str(source), dropped_layers=removed)
+    log.info("prune: %s cut (%s) and fine-tuned on %d texts in %.0f s -> %s", cfg.student.name, suffix,
+             len(texts), summary.get("seconds", 0.0), out_dir)
+    return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": False, "dropped_layers": removed,
+            **summary}
 
 
-def _pruned_copy(cfg: DictConfig, source, init, texts: list[str], probs) -> None:
-    """The trained student with its feed-forward blocks pruned, saved at `init` to be fine-tuned."""
+def pruned_suffix(cfg: DictConfig) -> str:
+    """What the cut was, for the pruned student's folder and name: ffn768, ffn768-drop1, drop1-assistant..."""
+    parts = [f"ffn{cfg.prune.ffn_size}"] if cfg.prune.ffn_size is not None else []
+    if cfg.prune.drop_layers:
+        parts.append(f"drop{cfg.prune.drop_layers}")
+    if cfg.prune.labels_path:  # the labels' folder, <teacher>-pool-<key>, names whose labels they are
+        parts.append(Path(os.path.expanduser(cfg.prune.labels_path)).resolve().parent.name)
+    return "-".join(parts)
+
+
+def _labels(cfg: DictConfig) -> Path:
+    """The label file the cut student is fine-tuned on: prune.labels_path, else the source student's."""
+    if not cfg.prune.labels_path:
+        return find_labels(cfg)
+    path = Path(os.path.expanduser(cfg.prune.labels_path))
+    if path.is_dir():
+        path = path / "labels.parquet"
+    if not path.is_file():
+        raise DistillError(f"prune.labels_path: {path} does not exist; run stage=label for those labels first")
+    return path
+
+
+def _pruned_copy(cfg: DictConfig, source, init, texts: list[str], probs) -> list[int]:
+    """The trained student cut as configured, saved at `init` to be fine-tuned; the dropped layers."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source)
     n = min(cfg.prune.texts, len(texts))
-    scores = ffn_importance(model, tokenizer, texts[:n], probs[:n], cfg.train.temperature, cfg.student.max_length)
-    prune_ffn(model, cfg.prune.ffn_size, scores)
+    args = (texts[:n], probs[:n], cfg.train.temperature, cfg.student.max_length)
+    if cfg.prune.ffn_size is not None:
+        prune_ffn(model, cfg.prune.ffn_size, ffn_importance(model, tokenizer, *args))
+    removed = drop_layers(model, tokenizer, cfg.prune.drop_layers, *args) if cfg.prune.drop_layers else []
     shutil.rmtree(init, ignore_errors=True)
     model.save_pretrained(init)
     tokenizer.save_pretrained(init)
+    return removed

@@ -4,11 +4,12 @@ from __future__ import annotations
 from ..config import TeacherConfig
 from ..errors import DistillError
 from .base import Teacher
+from .classifier import ClassifierTeacher
 from .embedding import EmbeddingTeacher
 from .nli import NLITeacher
 from .onnx_nli import ONNXNLITeacher
 
-TEACHERS = {"nli": NLITeacher, "embedding": EmbeddingTeacher, "onnx": ONNXNLITeacher}
+TEACHERS = {"nli": NLITeacher, "embedding": EmbeddingTeacher, "onnx": ONNXNLITeacher, "classifier": ClassifierTeacher}
 
 
 def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
@@ -23,4 +24,5 @@ def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
     return TEACHERS[cfg.kind](cfg, labels)
 
 
-__all__ = ["TEACHERS", "Teacher", "NLITeacher", "EmbeddingTeacher", "ONNXNLITeacher", "build_teacher"]
+__all__ = ["TEACHERS", "Teacher", "NLITeacher", "EmbeddingTeacher", "ONNXNLITeacher", "ClassifierTeacher",
+           "build_teacher"]
