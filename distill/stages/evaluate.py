@@ -58,13 +58,40 @@ def find_students(cfg: DictConfig) -> list[Path]:
     if cfg.eval.students != "all":
         raise DistillError(f"eval.students='{cfg.eval.students}' is not one of this, all")
     root = artifacts.outputs_root(cfg) / "students" / cfg.data.name
-    labels = str(artifacts.weak_dir(cfg) / "pool.parquet" if artifacts.uses_weak(cfg) else artifacts.labels_file(cfg))
-    found = sorted(p for p in root.glob(f"{source_name(cfg)}-*") if _is_student(p) and (p / "distill_train.json").is_file()
-                   and _trained_on(p) == labels)
+    labels = artifacts.weak_dir(cfg) / "pool.parquet" if artifacts.uses_weak(cfg) else artifacts.labels_file(cfg)
+    trained = [p for p in sorted(root.glob(f"{source_name(cfg)}-*"))
+               if _is_student(p) and (p / "distill_train.json").is_file()]
+    # this labelling's students, then those that learned from labels one of them wrote (a teacher assistant)
+    wanted, found = {_resolved(labels)}, []
+    while True:
+        new = [p for p in trained if p not in found and _resolved(_trained_on(p)) in wanted]
+        if not new:
+            break
+        found += new
+        wanted |= _labels_written_by(new, artifacts.outputs_root(cfg) / "labels" / cfg.data.name)
+    found.sort()
     if not found:
         raise DistillError(f"eval.students=all: no trained student under {root} for {source_name(cfg)}; "
                            "run stage=train first")
     return found
+
+
+def _resolved(path) -> str | None:
+    return str(Path(os.path.expanduser(str(path))).resolve()) if path else None
+
+
+def _labels_written_by(students: list[Path], labels_root: Path) -> set[str]:
+    """The label files under `labels_root` that one of `students` wrote as a classifier teacher."""
+    folders = {_resolved(p) for p in students}
+    written = set()
+    for meta in labels_root.glob("*/meta.json"):
+        try:
+            teacher = json.loads(meta.read_text()).get("teacher") or {}
+        except (OSError, ValueError):
+            continue  # a half-written or foreign folder: not a labelling to follow
+        if teacher.get("kind") == "classifier" and _resolved(teacher.get("model")) in folders:
+            written.add(_resolved(meta.parent / "labels.parquet"))
+    return written
 
 
 def _trained_on(folder: Path) -> str | None:

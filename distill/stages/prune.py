@@ -52,8 +52,8 @@ def run(cfg: DictConfig) -> dict:
     texts, probs = read_labels(labels_path, labels)
     init = out_dir.with_name(out_dir.name + ".init")
     removed = _pruned_copy(cfg, source, init, texts, probs)
-    student = OmegaConf.merge(cfg.student, {"name": f"{cfg.student.name}-{suffix}", "model": str(init),
-                                            "layers": None})
+    name = f"{cfg.student.name}-{pruned_suffix(cfg, short=True)}"
+    student = OmegaConf.merge(cfg.student, {"name": name, "model": str(init), "layers": None})
     train = OmegaConf.merge(cfg.train, {"epochs": cfg.prune.epochs, "lr": cfg.prune.lr})
     summary = train_student(texts, probs, labels, student, train, out_dir, weights=read_weights(labels_path))
     shutil.rmtree(init, ignore_errors=True)
@@ -64,13 +64,16 @@ def run(cfg: DictConfig) -> dict:
             **summary}
 
 
-def pruned_suffix(cfg: DictConfig) -> str:
-    """What the cut was, for the pruned student's folder and name: ffn768, ffn768-drop1, drop1-assistant..."""
+def pruned_suffix(cfg: DictConfig, short: bool = False) -> str:
+    """What the cut was, for the pruned student's folder (ffn768, ffn768-drop1, drop1-assistant-pool-<key>...)
+    and, `short`, its name (the labels' teacher without the key: drop1-assistant)."""
     parts = [f"ffn{cfg.prune.ffn_size}"] if cfg.prune.ffn_size is not None else []
     if cfg.prune.drop_layers:
         parts.append(f"drop{cfg.prune.drop_layers}")
-    if cfg.prune.labels_path:  # the labels' folder, <teacher>-pool-<key>, names whose labels they are
-        parts.append(Path(os.path.expanduser(cfg.prune.labels_path)).resolve().parent.name)
+    if cfg.prune.labels_path:  # the labels' folder, <teacher>-pool-<key>, says whose labels they are
+        folder = Path(os.path.expanduser(cfg.prune.labels_path))
+        folder = (folder if folder.is_dir() else folder.parent).resolve().name
+        parts.append(folder.rsplit("-pool-", 1)[0] if short else folder)
     return "-".join(parts)
 
 
