@@ -79,8 +79,9 @@ def _plots(out: Path, metrics: dict) -> list[Path]:
     return [p for p in paths if p is not None]
 
 
-def _save(fig, path: Path, plt) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, plt, top_inches: float = 0.0) -> Path:
+    """Lay out and write `fig`; `top_inches` are kept free above the axes for a suptitle."""
+    fig.tight_layout(rect=(0, 0, 1, 1 - top_inches / fig.get_figheight()))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -152,7 +153,18 @@ def _base_name(m: dict) -> str:
 
 
 def _short(name: str, width: int = 28) -> str:
-    return name if len(name) <= width else name[:width - 1] + "…"
+    """`name` in at most `width` characters. A model's variant tail (" (soft) onnx-int8") is kept and the
+    middle of the rest is cut: the start names the model family, the end the cut (drop1 vs drop2), the tail
+    which of its runtimes it is, and all three tell the points of a plot apart."""
+    if len(name) <= width:
+        return name
+    head, sep, tail = name.partition(" (")
+    tail = sep + tail
+    if width - len(tail) < 8:  # no room for the tail: cut the middle of the whole name
+        head, tail = name, ""
+    keep = width - len(tail) - 1
+    front = keep // 3
+    return head[:front] + "…" + head[len(head) - (keep - front):] + tail
 
 
 def _confusions(out: Path, metrics: dict, plt) -> Path | None:
@@ -179,12 +191,14 @@ def _confusions(out: Path, metrics: dict, plt) -> Path | None:
                         color="white" if share[i, j] > 0.6 else "black")
         ax.set_xticks(range(k), [_short(label, 10) for label in labels], rotation=30 if k > 2 else 0, ha="right" if k > 2 else "center", fontsize=8)
         ax.set_yticks(range(k), [_short(label, 10) for label in labels], fontsize=8)
-        ax.set_title(f"{_short(m['name'])}\nacc {m['accuracy']:.3f}", fontsize=9)
+        head, sep, tail = m["name"].partition(" (")  # model / targets and variant, accuracy: two short lines
+        ax.set_title(f"{_short(head, 30)}\n{(sep + tail).strip()}{' · ' if sep else ''}acc {m['accuracy']:.3f}",
+                     fontsize=9)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("gold", fontsize=8)
     fig.suptitle(f"{metrics['data']}: confusion matrices\n({metrics['n_heldout']} held-out texts; colour: share of the gold row)",
                  fontsize=10)
-    return _save(fig, out / "confusion.png", plt)
+    return _save(fig, out / "confusion.png", plt, top_inches=0.5)
 
 
 def _throughput(out: Path, metrics: dict, plt) -> Path | None:

@@ -60,3 +60,14 @@ def test_scatter_labels_stay_inside_the_plot_and_do_not_overlap():
             overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
             assert overlap_x <= slack or overlap_y <= slack, (a, b)
     plt.close(fig)
+
+
+def test_short_names_keep_the_variant_and_what_tells_similar_models_apart():
+    from distill.report import _short
+
+    a, b = (f"deberta-nli-6l-ffn768-drop{n}-assistant (soft) onnx-int8" for n in (1, 2))
+    sa, sb = _short(a, 40), _short(b, 40)  # the width of the scatter's labels and the throughput legend
+    assert len(sa) == 40 and sa != sb and sa.endswith(" (soft) onnx-int8") and "…" in sa
+    assert _short("deberta-nli-6l-ffn768-drop1-assistant", 30) == "deberta-n…n768-drop1-assistant"
+    assert _short("minilm (soft)", 28) == "minilm (soft)"
+    assert len(_short("x" * 50 + " (soft) onnx-int8", 20)) == 20  # no room for the tail: the middle goes
