@@ -40,7 +40,6 @@ def run(cfg: DictConfig) -> dict:
     if not is_trained(source):
         raise DistillError(f"stage=prune: no trained student at {source}; run stage=train with the same "
                            f"overrides first")
-    labels_path = _labels(cfg)
     suffix = pruned_suffix(cfg)
     out_dir = source.with_name(f"{source.name}-{suffix}")
     if is_trained(out_dir) and not cfg.train.overwrite:
@@ -48,6 +47,7 @@ def run(cfg: DictConfig) -> dict:
                  suffix, out_dir)
         return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": True,
                 **trained_summary(out_dir)}
+    labels_path = _labels(cfg)
     labels = list(cfg.data.labels)
     texts, probs = read_labels(labels_path, labels)
     init = out_dir.with_name(out_dir.name + ".init")
