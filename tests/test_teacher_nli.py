@@ -126,12 +126,12 @@ def test_missing_local_model_folder(tmp_path):
 
 def test_build_teacher_from_composed_config(tiny_nli_2way):
     cfg = OmegaConf.structured(TeacherConfig(name="tiny", model=str(tiny_nli_2way), device="cpu"))
-    assert set(TEACHERS) == {"nli", "embedding", "onnx"}
+    assert set(TEACHERS) == {"nli", "embedding", "onnx", "classifier"}
     assert isinstance(build_teacher(cfg, ["positive", "negative"]), NLITeacher)
     with pytest.raises(DistillError, match="at least one label"):
         build_teacher(cfg, [])
     cfg.kind = "gpt"
-    with pytest.raises(DistillError, match="'gpt' is unknown; known kinds: embedding, nli, onnx"):
+    with pytest.raises(DistillError, match="'gpt' is unknown; known kinds: classifier, embedding, nli, onnx"):
         build_teacher(cfg, ["positive", "negative"])
 
 
