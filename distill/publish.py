@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import DistillError
+from .labelstore import classifier_teacher_of
 from .modelcard import CardInputs, build_card, dataset_info, hub_id_of
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def read_student(folder: Path, fallback_config: dict) -> dict:
     if made_path.is_file():
         record = json.loads(made_path.read_text())
         made = record["config"]
-        assistant = labelling_classifier(record.get("labels_path"))
+        assistant = classifier_teacher_of(record.get("labels_path"))
     else:
         log.warning("publish: %s has no distill_config.json; the card takes teacher and data from this run's "
                     "config", folder)
@@ -68,16 +69,6 @@ def read_student(folder: Path, fallback_config: dict) -> dict:
             "assistant": assistant,
             "student": meta.get("student") or made["student"], "train": train,
             "summary": {k: meta[k] for k in ("n_texts", "seconds", "train_loss", "label_distribution") if k in meta}}
-
-
-def labelling_classifier(labels_path) -> dict | None:
-    """The trained classifier (teacher.kind=classifier: a teacher assistant) that wrote a label file, from
-    the meta.json beside it; None when a zero-shot teacher (or stage=weak) wrote it, or it is not known."""
-    meta = Path(labels_path).parent / "meta.json" if labels_path else None
-    if meta is None or not meta.is_file():
-        return None
-    teacher = json.loads(meta.read_text()).get("teacher") or {}
-    return teacher if teacher.get("kind") == "classifier" else None
 
 
 def copy_model(student: Path, out: Path, labels: list) -> None:

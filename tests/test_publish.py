@@ -271,7 +271,7 @@ def test_card_of_a_student_taught_by_a_teacher_assistant_says_who_labelled_its_t
     """A label file a trained classifier wrote (teacher=assistant) is named in the card, beside the zero-shot
     teacher that taught the assistant; a zero-shot teacher's label file adds nothing."""
     from distill.modelcard import CardInputs, build_card
-    from distill.publish import labelling_classifier
+    from distill.labelstore import classifier_teacher_of as labelling_classifier
 
     folder = tmp_path / "labels" / "assistant-pool-0123456789"
     folder.mkdir(parents=True)

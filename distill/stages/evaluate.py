@@ -24,7 +24,7 @@ from ..benchmark import throughput
 from ..classifiers import folder_meta, folder_size_mb, load_classifier
 from ..data import load_heldout
 from ..errors import DistillError
-from ..labelstore import read_labels
+from ..labelstore import classifier_teacher_of, read_labels
 from ..metrics import agreement, full_report, label_ids, markdown_table
 from ..report import write_report
 from ..teachers import build_teacher
@@ -84,13 +84,10 @@ def _labels_written_by(students: list[Path], labels_root: Path) -> set[str]:
     """The label files under `labels_root` that one of `students` wrote as a classifier teacher."""
     folders = {_resolved(p) for p in students}
     written = set()
-    for meta in labels_root.glob("*/meta.json"):
-        try:
-            teacher = json.loads(meta.read_text()).get("teacher") or {}
-        except (OSError, ValueError):
-            continue  # a half-written or foreign folder: not a labelling to follow
-        if teacher.get("kind") == "classifier" and _resolved(teacher.get("model")) in folders:
-            written.add(_resolved(meta.parent / "labels.parquet"))
+    for labels in labels_root.glob("*/labels.parquet"):
+        teacher = classifier_teacher_of(labels)
+        if teacher and _resolved(teacher.get("model")) in folders:
+            written.add(_resolved(labels))
     return written
 
 
