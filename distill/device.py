@@ -1,10 +1,12 @@
-"""Pick the compute device and precision: cuda, then mps, then cpu; half precision only on GPUs."""
+"""Pick the compute device and precision: cuda, then mps, then cpu; half precision on GPUs, and on CPUs
+where bfloat16 proves faster (cpu_bf16)."""
 from __future__ import annotations
 
 import os
 
 import torch
 
+from . import cpu_bf16
 from .errors import DistillError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -27,28 +29,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bfloat16 matrix instructions (AMX or AVX512-BF16); elsewhere bf16 is
-    emulated and slower than float32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """`auto`: bfloat16 on GPUs that support it, float16 on older GPUs, bfloat16 on CPUs with AMX or
-    AVX512-BF16, float32 elsewhere."""
+    """`auto`: bfloat16 on GPUs that support it, float16 on older GPUs, bfloat16 on CPUs where it runs
+    natively and faster than float32 (see cpu_bf16), float32 elsewhere. An explicit bfloat16 on a CPU
+    whose bf16 kernels crash is refused with the reason instead of killing the process."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "mps":
             return torch.float16
-        return torch.bfloat16 if cpu_has_bf16() else torch.float32
+        return torch.bfloat16 if cpu_bf16.verdict().use else torch.float32
     if name not in DTYPES:
         raise DistillError(f"dtype '{name}' is not one of auto, {', '.join(DTYPES)}")
+    if name == "bfloat16" and device.type == "cpu" and cpu_bf16.verdict().crashes:
+        raise DistillError(f"dtype 'bfloat16' cannot run on this CPU: {cpu_bf16.verdict().why}; use float32 or auto")
     return DTYPES[name]
 
 

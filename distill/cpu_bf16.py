@@ -1,0 +1,117 @@
+"""Is bfloat16 worth using on this CPU? Flags say whether it could be; a probe says whether it is.
+
+A CPU's flags (AMX, AVX512-BF16) are necessary but not enough. Some virtual machines advertise AMX yet
+hide the CPUID leaf that describes its tile registers, and torch's oneDNN kernels then die with SIGILL
+(an illegal instruction kills the process: no exception to catch). And bf16 without AMX can be slower
+than float32. So before `dtype=auto` picks bfloat16 on a CPU, a child process runs one transformer-sized
+matrix product in both precisions: if it dies, or bf16 is not faster, float32 it is.
+
+The verdict is kept in the environment (`DISTILL_CPU_BF16`), so worker processes started afterwards
+inherit it instead of probing again; setting it yourself skips the probe: `1` (use bf16 under
+`dtype=auto`), `0` (float32), `crash` (bf16 kernels crash here: an explicit bfloat16 is refused).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+ENV = "DISTILL_CPU_BF16"
+SPEEDUP_NEEDED = 1.1  # bf16 must beat float32 by this much to be chosen: it also costs precision
+
+# One [512 x 768] x [768 x 3072] product (a BERT-base feed-forward on 512 tokens), each precision timed
+# after a warm-up, on one thread (as a label worker runs).
+PROBE = """
+import json, time, torch
+torch.set_num_threads(1)
+x, layer = torch.randn(512, 768), torch.nn.Linear(768, 3072)
+def seconds(dtype):
+    a, m = x.to(dtype), layer.to(dtype)
+    with torch.inference_mode():
+        m(a)
+        start = time.perf_counter()
+        for _ in range(5):
+            m(a)
+        return time.perf_counter() - start
+print(json.dumps({"float32": seconds(torch.float32), "bfloat16": seconds(torch.bfloat16)}))
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    use: bool  # pick bfloat16 under dtype=auto
+    crashes: bool  # bfloat16 kernels kill the process here
+    why: str
+
+
+def cpu_has_bf16_flags() -> bool:
+    """True on CPUs that advertise native bfloat16 matrix instructions (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def from_env(value: str) -> Verdict | None:
+    """The verdict a `DISTILL_CPU_BF16` value states; None when it states none."""
+    value = value.strip().lower()
+    if value == "1":
+        return Verdict(True, False, f"{ENV}=1")
+    if value == "0":
+        return Verdict(False, False, f"{ENV}=0")
+    if value == "crash":
+        return Verdict(False, True, f"{ENV}=crash: bfloat16 kernels crashed on this CPU in an earlier probe")
+    return None
+
+
+def to_env(verdict: Verdict) -> str:
+    return "crash" if verdict.crashes else "1" if verdict.use else "0"
+
+
+def run_probe(code: str = PROBE, timeout: float = 300) -> Verdict:
+    """Time float32 against bfloat16 in a child Python (its death cannot take this process with it)."""
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Verdict(False, False, f"the bfloat16 probe took over {timeout:.0f} s")
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return Verdict(False, True,
+                       f"bfloat16 kernels died with {name} in a probe process although the CPU advertises them "
+                       f"(some VMs hide AMX's tile-info CPUID leaf; ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "
+                       f"runs bf16 without AMX)")
+    try:
+        seconds = json.loads(done.stdout.strip().splitlines()[-1])
+        speedup = seconds["float32"] / seconds["bfloat16"]
+    except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return Verdict(False, False, f"the bfloat16 probe failed (exit {done.returncode}: {tail})")
+    if speedup < SPEEDUP_NEEDED:
+        return Verdict(False, False, f"bfloat16 matrix products run at {speedup:.2f}x float32's speed here")
+    return Verdict(True, False, f"bfloat16 matrix products run at {speedup:.2f}x float32's speed here")
+
+
+@functools.lru_cache(maxsize=None)
+def verdict() -> Verdict:
+    """This CPU's bfloat16 verdict: from DISTILL_CPU_BF16 if set, else no flags (no probe), else the probe."""
+    stated = from_env(os.environ.get(ENV, ""))
+    if stated is not None:
+        return stated
+    if not cpu_has_bf16_flags():
+        result = Verdict(False, False, "the CPU has no AMX or AVX512-BF16")
+    else:
+        log.info("probing bfloat16 on this CPU (once; %s=1 or 0 skips it)", ENV)
+        result = run_probe()
+        (log.warning if result.crashes else log.info)("bfloat16 on this CPU: %s; %s", result.why,
+                                                      "using it" if result.use else "using float32")
+    os.environ[ENV] = to_env(result)  # worker processes started from here on inherit the answer
+    return result
