@@ -216,6 +216,17 @@ def nli_pair(folder, onnx_model=None, labels=LABELS, **overrides):
             ONNXNLITeacher(TeacherConfig(kind="onnx", model=str(onnx_model or folder), **cfg), labels))
 
 
+def test_onnx_graph_keeps_to_torchs_thread_budget(onnx_dynamic):
+    """In a label.workers process torch has its share of the cores; onnxruntime must not take them all."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, onnx_teacher = nli_pair(onnx_dynamic)
+        assert onnx_teacher.session.get_session_options().intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_onnx_matches_torch_teacher(onnx_dynamic, multi_label):
     torch_teacher, onnx_teacher = nli_pair(onnx_dynamic, multi_label=multi_label)

@@ -12,7 +12,8 @@ up to 0.18 in probability between batch sizes 1, 8 and 64. Such a graph is run o
 and order, as the artifact keys assume (batch size only changes the speed). The pairs of a batch then
 run side by side, each single-threaded, on as many threads as torch uses (one per physical core, or
 OMP_NUM_THREADS): on 2 cores, 4.4-4.8 SST-2 texts/s, against 3.3-3.7 for whole batches and 2.0-2.5 for
-one pair at a time on onnxruntime's default threads. Other graphs keep onnxruntime's default threads.
+one pair at a time on onnxruntime's default threads. Other graphs run on as many threads as torch uses,
+so `label.workers` processes split the cores instead of each taking all of them.
 
 The folder must hold config.json next to the tokenizer: the graph carries no label names, and the
 entailment output is found from config.label2id, never assumed.
@@ -83,6 +84,8 @@ class ONNXNLITeacher(NLITeacher):
             if self.row_by_row:
                 # Single pairs are too small to split over threads; run several at once instead.
                 options.intra_op_num_threads, self.workers = 1, torch.get_num_threads()
+            else:  # torch's thread budget, which a label.workers process has set to its share of the cores
+                options.intra_op_num_threads = torch.get_num_threads()
         try:
             return ort.InferenceSession(str(model_file), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for unreadable or invalid graphs
