@@ -95,9 +95,8 @@ def run_probe(code: str = PROBE, timeout: float = 300) -> Verdict:
     except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError):
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return Verdict(False, False, f"the bfloat16 probe failed (exit {done.returncode}: {tail})")
-    if speedup < SPEEDUP_NEEDED:
-        return Verdict(False, False, f"bfloat16 matrix products run at {speedup:.2f}x float32's speed here")
-    return Verdict(True, False, f"bfloat16 matrix products run at {speedup:.2f}x float32's speed here")
+    return Verdict(speedup >= SPEEDUP_NEEDED, False,
+                   f"bfloat16 matrix products run at {speedup:.2f}x float32's speed here")
 
 
 @functools.lru_cache(maxsize=None)

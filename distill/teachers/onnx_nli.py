@@ -81,11 +81,11 @@ class ONNXNLITeacher(NLITeacher):
             if self.device.type != "cpu":
                 log.warning("teacher %s: onnxruntime has no provider for %s here; running on CPU", self.name,
                             self.device)
+            # torch's thread budget (a label.workers process has set it to its share of the cores); single
+            # pairs are too small to split over threads, so those run several at once instead.
+            options.intra_op_num_threads = 1 if self.row_by_row else torch.get_num_threads()
             if self.row_by_row:
-                # Single pairs are too small to split over threads; run several at once instead.
-                options.intra_op_num_threads, self.workers = 1, torch.get_num_threads()
-            else:  # torch's thread budget, which a label.workers process has set to its share of the cores
-                options.intra_op_num_threads = torch.get_num_threads()
+                self.workers = torch.get_num_threads()
         try:
             return ort.InferenceSession(str(model_file), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for unreadable or invalid graphs
