@@ -84,6 +84,10 @@ class TeacherConfig:
     temperature: float = 0.05  # embedding teacher: softmax(cosine / temperature)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    # nli on a CPU: torch.compile the model (inductor's own GEMM kernels: bfloat16 on AMX where eager
+    # bf16 is slow or crashes). auto: only for a labelling big enough to repay minutes of compiling
+    # (distill/compiled.py) | true | false
+    compile: str = "auto"
     # classifier teacher (a trained student folder): torch | onnx | onnx-int8; null is torch
     variant: Optional[str] = None
 

@@ -29,20 +29,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: str, device: torch.device, compiled: bool = False) -> torch.dtype:
     """`auto`: bfloat16 on GPUs that support it, float16 on older GPUs, bfloat16 on CPUs where it runs
-    natively and faster than float32 (see cpu_bf16), float32 elsewhere. An explicit bfloat16 on a CPU
-    whose bf16 kernels crash is refused with the reason instead of killing the process."""
+    natively and faster than float32 (see cpu_bf16; for a `compiled` model, faster once compiled),
+    float32 elsewhere. An explicit bfloat16 on a CPU whose eager bf16 kernels crash is refused with the
+    reason instead of killing the process, unless the model is compiled (distill/compiled.py)."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "mps":
             return torch.float16
-        return torch.bfloat16 if cpu_bf16.verdict().use else torch.float32
+        verdict = cpu_bf16.verdict()
+        return torch.bfloat16 if verdict.use or (compiled and verdict.compiled) else torch.float32
     if name not in DTYPES:
         raise DistillError(f"dtype '{name}' is not one of auto, {', '.join(DTYPES)}")
-    if name == "bfloat16" and device.type == "cpu" and cpu_bf16.verdict().crashes:
-        raise DistillError(f"dtype 'bfloat16' cannot run on this CPU: {cpu_bf16.verdict().why}; use float32 or auto")
+    if name == "bfloat16" and device.type == "cpu" and not compiled and cpu_bf16.verdict().crashes:
+        raise DistillError(f"dtype 'bfloat16' cannot run on this CPU: {cpu_bf16.verdict().why}; use float32, "
+                           f"auto, or compile the teacher (teacher.compile=true)")
     return DTYPES[name]
 
 

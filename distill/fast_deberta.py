@@ -65,11 +65,13 @@ def _skewed_forward(original):
                 relative_pos=None, rel_embeddings=None):
         usual = (relative_pos is not None and relative_pos.dim() == 3 and relative_pos.size(0) == 1
                  and rel_embeddings is not None and attention_mask.dim() == 4)
-        if (output_attentions or query_states is not None or self.training or not usual
-                or not skew_fits(self, hidden_states.size(-2))):
-            return original(hidden_states, attention_mask, output_attentions, query_states=query_states,
-                            relative_pos=relative_pos, rel_embeddings=rel_embeddings)
-        return skewed_attention(self, hidden_states, attention_mask, rel_embeddings), None
+        if not (output_attentions or query_states is not None or self.training or not usual):
+            if skew_fits(self, hidden_states.size(-2)):
+                return skewed_attention(self, hidden_states, attention_mask, rel_embeddings), None
+            if float32_products(hidden_states):
+                return gathered_attention(self, hidden_states, attention_mask, relative_pos, rel_embeddings), None
+        return original(hidden_states, attention_mask, output_attentions, query_states=query_states,
+                        relative_pos=relative_pos, rel_embeddings=rel_embeddings)
     return forward
 
 
@@ -90,26 +92,57 @@ def skew_fits(self, length) -> bool:
 
 def skewed_attention(self, hidden, mask, rel_embeddings):
     """DeBERTa's disentangled self-attention (eval, exact relative positions) -> context [B, L, hidden]."""
-    batch, length = hidden.size(0), hidden.size(1)
-    heads, span = self.num_attention_heads, self.pos_ebd_size
-    query = _split(self.query_proj(hidden), heads)  # [B, H, L, d]
-    key = _split(self.key_proj(hidden), heads)
-    value = _split(self.value_proj(hidden), heads)
-    factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+    length, span = hidden.size(1), self.pos_ebd_size
+    query, key, value, factor = _projections(self, hidden)
     scale = math.sqrt(query.size(-1) * factor)
     query = query / scale
     scores = torch.matmul(query, key.transpose(-1, -2))
     if "c2p" in self.pos_att_type:  # column c of row i: distance i - j = L-1-c, table row span + L-1-c
         rows = rel_embeddings[span - length:span + length].flip(0)
-        pos_key = _heads(self.key_proj(rows) if self.share_att_key else self.pos_key_proj(rows), heads)
-        scores = scores + _skew(torch.matmul(query, pos_key.transpose(-1, -2)), length)
+        pos_key = _heads(self.key_proj(rows) if self.share_att_key else self.pos_key_proj(rows), heads=query.size(1))
+        scores = scores + _skew(torch.matmul(query, pos_key.to(query.dtype).transpose(-1, -2)), length)
     if "p2c" in self.pos_att_type:  # key i, column c: distance j - i = c-(L-1), table row span + c-(L-1)
         rows = rel_embeddings[span - length + 1:span + length + 1]
-        pos_query = _heads(self.query_proj(rows) if self.share_att_key else self.pos_query_proj(rows), heads)
-        scores = scores + _skew(torch.matmul(key, pos_query.transpose(-1, -2) / scale), length).transpose(-1, -2)
+        pos_query = _heads(self.query_proj(rows) if self.share_att_key else self.pos_query_proj(rows), heads=query.size(1))
+        scores = scores + _skew(torch.matmul(key, pos_query.to(key.dtype).transpose(-1, -2) / scale),
+                                length).transpose(-1, -2)
+    return _context(scores, mask, value, hidden.dtype)
+
+
+def gathered_attention(self, hidden, mask, relative_pos, rel_embeddings):
+    """The same attention past the skew's reach (log-bucketed relative positions): the c2p / p2c terms
+    gathered (compact_bias). Used compiled in bf16 on a CPU, where its products must run in float32
+    (float32_products); elsewhere transformers' own forward, with compact_bias, does this."""
+    batch, length = hidden.size(0), hidden.size(1)
+    query, key, value, factor = _projections(self, hidden)
+    heads, dim = query.size(1), query.size(-1)
+    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(dim * factor)
+    bias = compact_bias(self, query.reshape(-1, length, dim), key.reshape(-1, length, dim), relative_pos[0],
+                        rel_embeddings, factor)
+    return _context(scores + bias.view(batch, heads, length, length), mask, value, hidden.dtype)
+
+
+def _projections(self, hidden):
+    """(query, key, value) [B, H, L, d] (float32 where float32_products says so) and the score scale factor."""
+    heads = self.num_attention_heads
+    query, key, value = (_split(proj(hidden), heads) for proj in (self.query_proj, self.key_proj, self.value_proj))
+    if float32_products(query):
+        query, key, value = query.float(), key.float(), value.float()
+    return query, key, value, 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+
+
+def _context(scores, mask, value, dtype):
+    """Masked softmax of `scores` [B, H, L, L] over `value` -> [B, L, hidden] in `dtype`."""
     scores = scores.masked_fill(~mask.bool(), torch.finfo(scores.dtype).min)
     context = torch.matmul(torch.softmax(scores, -1), value)
-    return context.transpose(1, 2).reshape(batch, length, -1)
+    return context.transpose(1, 2).reshape(context.size(0), context.size(2), -1).to(dtype)
+
+
+def float32_products(x: torch.Tensor) -> bool:
+    """Compiled for a CPU (distill/compiled.py), bf16 attention products run in float32: inductor has no
+    bf16 batched-product kernel of its own, and aten's runs on oneDNN, slower than float32 where oneDNN
+    is kept off AMX (see cpu_bf16); float32 scores and softmax are also closer to the float32 model."""
+    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and torch.compiler.is_compiling()
 
 
 def _split(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -138,10 +171,12 @@ def compact_bias(self, query_layer, key_layer, rel, rel_embeddings, scale_factor
     score = 0
     if "c2p" in self.pos_att_type:
         pos_key = _heads(self.key_proj(rel_emb) if self.share_att_key else self.pos_key_proj(rel_emb), heads)
+        pos_key = pos_key.to(query_layer.dtype)
         c2p = torch.matmul(query_layer.view(-1, heads, length, dim), pos_key.transpose(-1, -2))
         score = score + torch.gather(c2p, -1, (c2p_pos - lo).expand(shape)) / scale
     if "p2c" in self.pos_att_type:
         pos_query = _heads(self.query_proj(rel_emb) if self.share_att_key else self.pos_query_proj(rel_emb), heads)
+        pos_query = pos_query.to(key_layer.dtype)
         p2c = torch.matmul(key_layer.view(-1, heads, length, dim), pos_query.transpose(-1, -2))
         score = score + torch.gather(p2c, -1, (p2c_pos - lo).expand(shape)).transpose(-1, -2) / scale
     return score.reshape(bh, length, length)

@@ -2,10 +2,14 @@
 
 One run, same NLI model, device, dtype and held-out texts for all three; distill labels as `stage=label`
 does with the same overrides (`label.workers=2`: in two worker processes of one thread each). Each is
-timed on the whole list after an untimed warm-up on a few texts, compared with the pipeline (argmax
+timed on the whole list after an untimed warm-up on the longest and shortest texts (its seconds, with
+building the contender, are reported as `setup_s`: a compiled teacher compiles there), compared with the pipeline (argmax
 agreement, max |dp|) and scored against gold (for information). Positional arguments are Hydra overrides for every data set:
 
     python scripts/bench_label.py --datasets sst2,ag_news --out outputs/bench/label.json teacher.dtype=float32
+
+`teacher.compile=true` times the compiled teacher (bf16 on AMX; stage=label compiles under `auto` only
+labellings of distill.compiled.MIN_PAIRS pairs or more, and these held-out sets are smaller).
 
 Padding efficiency (real tokens / padded tokens) follows how each contender batches its N x K pairs:
 distill deals the texts out to its `label.workers` processes, and each sorts its pairs longest first
@@ -129,8 +133,10 @@ def make_distill(cfg, labels, template, device, dtype):
                               for part in parts], axis=0)
         return float(real / total)
 
+    described = teacher.describe()  # the dtype it really runs in (bf16 when compiled on an AMX CPU)
     info = {"template": cfg.teacher.template, "batch_pairs": cfg.teacher.batch_size, "order": "longest first",
-            "dtype": dtype, "processes": workers, "threads_per_process": getattr(teacher, "threads",
+            "dtype": described.get("dtype", dtype), "compiled": described.get("compiled", False),
+            "processes": workers, "threads_per_process": getattr(teacher, "threads",
                                                                                  torch.get_num_threads())}
     return teacher.predict_proba, padding, info
 
@@ -181,18 +187,28 @@ def model_folder(cfg) -> str:
 
 # --- one data set -------------------------------------------------------------------------------------
 
+def warmup_batches(texts: list[str]) -> list[list[str]]:
+    """The longest texts, then the shortest: a compiled teacher compiles for the length ranges it meets."""
+    by_length = sorted(texts, key=len)
+    return [by_length[-WARMUP_TEXTS:], by_length[:WARMUP_TEXTS]]
+
+
 def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, np.ndarray, dict]:
     """Build, warm up, time one contender on all texts; its metrics (without the pipeline comparison)."""
     resettable = reset_peak_rss()
+    start = time.perf_counter()
     predict, padding, info = MAKERS[name](cfg, labels, cfg.teacher.template, device, dtype)
     owner = getattr(predict, "__self__", None)  # a ProcessPoolTeacher: its workers' memory counts too
-    predict(texts[:WARMUP_TEXTS])
+    for batch in warmup_batches(texts):
+        predict(batch)
+    setup = time.perf_counter() - start
     start = time.perf_counter()
     probs = predict(texts)
     seconds = time.perf_counter() - start
     peak = peak_rss_mb() + sum(getattr(owner, "peak_rss_mb", list)())
     getattr(owner, "close", lambda: None)()
-    result = {"texts_per_s": len(texts) / seconds, "seconds": seconds, "padding_efficiency": padding(texts),
+    result = {"texts_per_s": len(texts) / seconds, "seconds": seconds, "setup_s": setup,
+              "padding_efficiency": padding(texts),
               "peak_rss_mb": peak, "accuracy": float((probs.argmax(1) == gold).mean())}
     info.update(dtype=str(info["dtype"]).removeprefix("torch."),
                 rss="VmHWM, reset per contender" if resettable else "ru_maxrss, process-lifetime peak")
@@ -240,9 +256,9 @@ def speedup(speed: dict, other: str) -> float | None:
 # --- report -------------------------------------------------------------------------------------------
 
 def table(results: dict) -> str:
-    header = ["data set", "contender", "texts/s", "seconds", "padding eff.", "peak RSS MiB", "accuracy",
+    header = ["data set", "contender", "texts/s", "seconds", "setup s", "padding eff.", "peak RSS MiB", "accuracy",
               "agreement w/ pipeline", "max abs diff vs pipeline"]
-    rows = [[name, c, r["texts_per_s"], r["seconds"], r["padding_efficiency"], r["peak_rss_mb"], r["accuracy"],
+    rows = [[name, c, r["texts_per_s"], r["seconds"], r.get("setup_s"), r["padding_efficiency"], r["peak_rss_mb"], r["accuracy"],
              r["agreement_with_pipeline"], r["max_abs_diff_vs_pipeline"]]
             for name, entry in results.items() if not name.startswith("_") for c, r in entry["contenders"].items()]
     return markdown_table(header, rows)

@@ -8,7 +8,7 @@ from pathlib import Path
 from test_stages import write_sst2_like
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_label.py"
-METRICS = {"texts_per_s", "seconds", "padding_efficiency", "peak_rss_mb", "accuracy", "agreement_with_pipeline",
+METRICS = {"texts_per_s", "seconds", "setup_s", "padding_efficiency", "peak_rss_mb", "accuracy", "agreement_with_pipeline",
            "max_abs_diff_vs_pipeline"}
 
 

@@ -1,6 +1,8 @@
 """Device and precision choice: automatic, overridable, with clear errors."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +19,9 @@ def test_auto_device_is_usable():
 def fresh_verdict(monkeypatch):
     """A bf16 verdict not yet taken in this process (and none inherited from the environment)."""
     monkeypatch.delenv(cpu_bf16.ENV, raising=False)
+    # Absent, and absent again afterwards even if a crash verdict sets it (setenv records the original).
+    monkeypatch.setenv(cpu_bf16.ONEDNN_CAP[0], "")
+    monkeypatch.delenv(cpu_bf16.ONEDNN_CAP[0])
     cpu_bf16.verdict.cache_clear()
     yield
     cpu_bf16.verdict.cache_clear()
@@ -63,10 +68,66 @@ def test_a_failing_probe_means_float32_with_its_error():
 
 def test_explicit_bf16_is_refused_where_its_kernels_crash(monkeypatch, fresh_verdict):
     monkeypatch.setenv(cpu_bf16.ENV, "crash")
+    monkeypatch.setenv(cpu_bf16.ONEDNN_CAP[0], "ALL")  # the user's own oneDNN setting is left alone
     cpu = torch.device("cpu")
-    with pytest.raises(DistillError, match="dtype 'bfloat16' cannot run on this CPU: .*crashed"):
+    with pytest.raises(DistillError, match="dtype 'bfloat16' cannot run on this CPU: .*crashed.*teacher.compile"):
         device.resolve_dtype("bfloat16", cpu)
     assert device.resolve_dtype("auto", cpu) == torch.float32
+    assert os.environ[cpu_bf16.ONEDNN_CAP[0]] == "ALL"
+
+
+@pytest.mark.parametrize("stated, use, crashes, compiled", [
+    ("1", True, False, False), ("0", False, False, False), ("crash", False, True, False),
+    ("0,crash,compiled", False, True, True), ("0,compiled", False, False, True)])
+def test_the_verdict_travels_through_the_environment(stated, use, crashes, compiled):
+    verdict = cpu_bf16.from_env(stated)
+    assert (verdict.use, verdict.crashes, verdict.compiled) == (use, crashes, compiled)
+    again = cpu_bf16.from_env(cpu_bf16.to_env(verdict))
+    assert (again.use, again.crashes, again.compiled) == (use, crashes, compiled)
+    assert cpu_bf16.from_env("yes") is None and cpu_bf16.from_env("") is None
+
+
+def test_compiled_models_get_bf16_where_only_compiled_bf16_is_fast(monkeypatch, fresh_verdict):
+    monkeypatch.setenv(cpu_bf16.ENV, "0,crash,compiled")
+    cpu = torch.device("cpu")
+    assert device.resolve_dtype("auto", cpu) == torch.float32  # eager: float32
+    assert device.resolve_dtype("auto", cpu, compiled=True) == torch.bfloat16
+    assert device.resolve_dtype("bfloat16", cpu, compiled=True) == torch.bfloat16  # no longer refused
+
+
+def test_slow_or_crashing_eager_bf16_sends_the_probe_to_the_compiled_product(monkeypatch):
+    calls = []
+
+    def fake_probe(code=cpu_bf16.PROBE, timeout=300, env=None):
+        calls.append((code, env))
+        if code == cpu_bf16.PROBE:
+            return cpu_bf16.Verdict(False, True, "died with SIGILL")
+        return cpu_bf16.Verdict(True, False, "run at 2.50x")
+
+    monkeypatch.setattr(cpu_bf16, "run_probe", fake_probe)
+    verdict = cpu_bf16.probe()
+    assert (verdict.use, verdict.crashes, verdict.compiled) == (False, True, True)
+    assert "SIGILL" in verdict.why and "compiled by torch.compile, run at 2.50x" in verdict.why
+    # the compiled product is timed with oneDNN capped below AMX, as compiled teachers run where it crashes
+    assert calls[1] == (cpu_bf16.COMPILED_PROBE, dict([cpu_bf16.ONEDNN_CAP]))
+
+
+def test_fast_eager_bf16_needs_no_compiled_probe(monkeypatch):
+    monkeypatch.setattr(cpu_bf16, "run_probe", lambda code=cpu_bf16.PROBE, timeout=300, env=None: (
+        cpu_bf16.Verdict(True, False, "2x") if code == cpu_bf16.PROBE else pytest.fail("probed compiled")))
+    assert cpu_bf16.probe() == cpu_bf16.Verdict(True, False, "2x")
+
+
+def test_a_crash_verdict_caps_onednn_for_this_process_and_its_children():
+    """For real, in a fresh Python: with the cap, an eager bf16 product cannot reach the AMX kernels
+    that crash on CPUs like this one's (on other CPUs it simply runs)."""
+    code = ("import os, torch; from distill import cpu_bf16; cpu_bf16.verdict(); "
+            "print(os.environ['ONEDNN_MAX_CPU_ISA']); x = torch.ones(64, 64, dtype=torch.bfloat16); print(float((x @ x)[0, 0]))")
+    env = {k: v for k, v in os.environ.items() if k != cpu_bf16.ONEDNN_CAP[0]}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, cpu_bf16.ENV: "0,crash,compiled"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [cpu_bf16.ONEDNN_CAP[1], "64.0"]
 
 
 def test_the_real_probe_runs_here(fresh_verdict):

@@ -191,6 +191,8 @@ def test_descriptions_must_cover_every_label(tiny_nli_2way):
     (16, 9, "skewed"),  # the longest length with exact positions (|i - j| <= 16 / 2)
     (16, 10, "compact"),  # one longer: a log bucket appears, so the compact gather
     (8, 40, "compact"),  # log-bucketed positions
+    (16, 10, "gathered"),  # compiled bf16 on a CPU past the skew: distill's own attention over compact_bias
+    (8, 40, "gathered"),
 ])
 def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
     """distill's relative attention gives the same logits as transformers' own, on the skewed path where
@@ -204,9 +206,11 @@ def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
     from distill.fast_deberta import install
 
     calls = []
-    for name in ("compact_bias", "skewed_attention"):
+    for name in ("compact_bias", "skewed_attention", "gathered_attention"):
         real = getattr(fast_deberta, name)
         monkeypatch.setattr(fast_deberta, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
+    if path == "gathered":  # what float32_products says when compiled in bf16 on a CPU
+        monkeypatch.setattr(fast_deberta, "float32_products", lambda x: True)
     torch.manual_seed(0)
     config = tiny_deberta_config(position_buckets=buckets, max_relative_positions=-1, initializer_range=0.3,
                                  num_labels=3)
@@ -220,7 +224,9 @@ def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
     with torch.inference_mode():
         want = reference(input_ids=ids, attention_mask=mask).logits
         got = fast(input_ids=ids, attention_mask=mask).logits
-    assert calls == [{"skewed": "skewed_attention", "compact": "compact_bias"}[path]] * 2  # once per layer
+    expected = {"skewed": ["skewed_attention"], "compact": ["compact_bias"],
+                "gathered": ["gathered_attention", "compact_bias"]}[path]
+    assert calls == expected * 2  # once per layer
     assert want.abs().max() > 0.5  # logits far from zero, so the comparison means something
     assert (want - got).abs().max() < 1e-5
 

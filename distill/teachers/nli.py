@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from ..config import TeacherConfig
+from .. import compiled
 from ..device import resolve_device, resolve_dtype
 from ..errors import DistillError
 from ..hub import load_model
@@ -35,6 +36,8 @@ class NLITeacher(Teacher):
     [contradiction, entailment] -> the entailment probability.
     """
 
+    compilable = True  # teacher.compile applies (a torch model)
+
     def __init__(self, cfg: TeacherConfig, labels: list[str]):
         self.cfg = cfg
         self.name = cfg.name
@@ -47,15 +50,17 @@ class NLITeacher(Teacher):
         self.pool_matrix[np.arange(len(owner)), owner] = 1.0
         self.pool_matrix /= self.pool_matrix.sum(axis=0, keepdims=True)
         self.device = resolve_device(cfg.device)
-        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.compiled = self.compilable and compiled.enabled(cfg.compile, self.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device, self.compiled)
         self.tokenizer, self.config = self._load()
         label2id = dict(self.config.label2id)
         self.entailment_id = entailment_id(label2id, cfg.model)
         self.contradiction_id = contradiction_id(label2id, self.entailment_id, cfg.model) if self.multi_label else None
         self.max_length = self._pair_max_length(cfg.max_length)
         self.input_names = list(self.tokenizer.model_input_names)
-        log.info("teacher %s: %s (%d-way NLI, entailment=%d) on %s in %s", self.name, cfg.model,
-                 self.config.num_labels, self.entailment_id, self.device, self.dtype)
+        log.info("teacher %s: %s (%d-way NLI, entailment=%d) on %s in %s%s", self.name, cfg.model,
+                 self.config.num_labels, self.entailment_id, self.device, self.dtype,
+                 ", compiled (the first batches of each length range compile: minutes)" if self.compiled else "")
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None,
                       progress: bool = False) -> np.ndarray:
@@ -74,7 +79,8 @@ class NLITeacher(Teacher):
                 "hypotheses": self.hypotheses,
                 "multi_label": self.multi_label, "entailment_id": self.entailment_id,
                 "num_model_labels": int(self.config.num_labels), "max_length": self.max_length,
-                "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+                "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                "compiled": self.compiled}
 
     def encode(self, texts: list[str]) -> dict:
         """Tokenize every (text, hypothesis) pair, text-major, unpadded; only the text is ever truncated."""
@@ -102,6 +108,7 @@ class NLITeacher(Teacher):
         tokenizer, self.model = load_nli_model(self.cfg.model, self.device, self.dtype)
         # DeBERTa-v2/v3: same logits, about half the CPU time on short texts (see fast_deberta.py).
         self.compact_layers = fast_deberta.install(self.model)
+        self.forward = compiled.CompiledModel(self.model) if self.compiled else self.model
         return tokenizer, self.model.config
 
     def _pad(self, features: dict):
@@ -111,7 +118,7 @@ class NLITeacher(Teacher):
     @torch.inference_mode()
     def _forward(self, batch) -> np.ndarray:
         # Cast to float32 before any softmax, so half-precision weights cost no accuracy there.
-        return self.model(**batch.to(self.device)).logits.float().cpu().numpy()
+        return self.forward(**batch.to(self.device)).logits.float().cpu().numpy()
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         """[N, H, C] logits of every hypothesis -> [N, K] label probabilities.

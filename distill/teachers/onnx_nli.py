@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 class ONNXNLITeacher(NLITeacher):
     """NLITeacher whose forward pass is an onnxruntime InferenceSession on `<model>/model.onnx` (or a .onnx file)."""
 
+    compilable = False
+
     def _load(self):
         try:
             import onnx
