@@ -93,7 +93,3 @@ class CompiledModel:
         if rows == 1:
             out.logits = out.logits[:1]
         return out
-
-    @property
-    def config(self):
-        return self.model.config

@@ -32,21 +32,23 @@ ENV = "DISTILL_CPU_BF16"
 SPEEDUP_NEEDED = 1.1  # bf16 must beat float32 by this much to be chosen: it also costs precision
 
 # One [512 x 768] x [768 x 3072] product (a BERT-base feed-forward on 512 tokens), each precision timed
-# after a warm-up, on one thread (as a label worker runs).
-PROBE = """
+# after a warm-up, on one thread (as a label worker runs); `{bf16}` is the bf16 layer, run under `{context}`.
+_PROBE = """
 import json, time, torch
+import torch._inductor.config as inductor
 torch.set_num_threads(1)
 x, layer = torch.randn(512, 768), torch.nn.Linear(768, 3072)
-def seconds(dtype):
-    a, m = x.to(dtype), layer.to(dtype)
-    with torch.inference_mode():
+def seconds(m, a):
+    with {context}:
         m(a)
         start = time.perf_counter()
         for _ in range(5):
             m(a)
         return time.perf_counter() - start
-print(json.dumps({"float32": seconds(torch.float32), "bfloat16": seconds(torch.bfloat16)}))
+fp32 = seconds(layer, x)
+print(json.dumps({{"float32": fp32, "bfloat16": seconds({bf16}, x.to(torch.bfloat16))}}))
 """
+PROBE = _PROBE.format(context="torch.inference_mode()", bf16="layer.to(torch.bfloat16)")
 
 # How compiled teachers (distill/compiled.py) have inductor build their graphs: its own GEMM kernels
 # (CPP; aten where it has none), chosen by timing, with the weights frozen into the graph.
@@ -54,23 +56,9 @@ INDUCTOR_OPTIONS = {"max_autotune": True, "freezing": True, "max_autotune_gemm_b
 # oneDNN's best ISA without AMX: what its bf16 ops get where the AMX kernels crash.
 ONEDNN_CAP = ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
 
-# The same product, bf16 compiled as a compiled teacher compiles (float32 eager as before).
-COMPILED_PROBE = f"""
-import json, time, torch
-import torch._inductor.config as inductor
-torch.set_num_threads(1)
-x, layer = torch.randn(512, 768), torch.nn.Linear(768, 3072)
-def seconds(m, a):
-    with torch.no_grad(), inductor.patch(**{INDUCTOR_OPTIONS!r}):
-        m(a)
-        start = time.perf_counter()
-        for _ in range(5):
-            m(a)
-        return time.perf_counter() - start
-fp32 = seconds(layer, x)
-bf16 = seconds(torch.compile(layer.to(torch.bfloat16), dynamic=True), x.to(torch.bfloat16))
-print(json.dumps({{"float32": fp32, "bfloat16": bf16}}))
-"""
+# The same product, bf16 compiled as a compiled teacher compiles.
+COMPILED_PROBE = _PROBE.format(context=f"torch.no_grad(), inductor.patch(**{INDUCTOR_OPTIONS!r})",
+                               bf16="torch.compile(layer.to(torch.bfloat16), dynamic=True)")
 
 
 @dataclass(frozen=True)
