@@ -127,6 +127,11 @@ def training_kwargs(train: TrainConfig, out_dir: Path, n_texts: int, validate: b
     if train.grad_accum < 1 or train.batch_size < 1 or train.evals_per_epoch < 1:
         raise DistillError("train.batch_size, train.grad_accum and train.evals_per_epoch must be >= 1")
     device = resolve_device(train.device)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and world_size() > gpus:  # NCCL refuses two ranks on one GPU, deep in its setup
+        raise DistillError(f"{world_size()} training processes (WORLD_SIZE) but {gpus} CUDA GPU(s) visible: "
+                           f"each process needs a GPU of its own; launch {gpus} (torchrun --nproc_per_node {gpus}, "
+                           f"accelerate launch --num_processes {gpus}), or train CPU processes with train.device=cpu")
     steps_per_epoch = max(1, math.ceil(n_texts / (train.batch_size * train.grad_accum)))
     every = max(1, steps_per_epoch // train.evals_per_epoch)  # validation and checkpoint interval, in steps
     selection = dict(eval_strategy="steps", eval_steps=every, load_best_model_at_end=True,

@@ -67,13 +67,13 @@ def test_only_an_explicit_true_compiles_a_teacher_built_outside_the_label_stage(
 
 def test_the_label_stage_settles_auto_by_the_number_of_pairs(stated):
     stated("0,crash,compiled")
-    cfg = load_config(["data=sst2", "teacher=deberta-v3-nli"])  # 2 labels: 2 pairs a text
+    cfg = load_config(["data=sst2", "teacher=deberta-v3-nli", "teacher.device=cpu"])  # 2 labels: 2 pairs a text
     labels = list(cfg.data.labels)
     assert decide_compile(cfg.teacher, labels, compiled.MIN_PAIRS // 2).compile == "true"
     assert decide_compile(cfg.teacher, labels, compiled.MIN_PAIRS // 2 - 1).compile == "false"
     assert decide_compile(cfg.teacher, labels, None).compile == "auto"  # size unknown: left to the teacher
     assert cfg.teacher.compile == "auto"  # the configuration itself is not changed
-    explicit = load_config(["data=sst2", "teacher=deberta-v3-nli", "teacher.compile=false"])
+    explicit = load_config(["data=sst2", "teacher=deberta-v3-nli", "teacher.device=cpu", "teacher.compile=false"])
     assert compiled.setting(decide_compile(explicit.teacher, labels, 10**9).compile) == "false"  # YAML false: "False"
 
 

@@ -1,7 +1,8 @@
 """stage=train under torchrun / accelerate launch: the Trainer's DDP on two CPU processes (gloo), rank 0 writes.
 
-On a machine with GPUs the same commands put one process on each GPU; here they run two CPU processes, which
-is what checks the distributed path (the batches are split: half the optimizer steps of one process)."""
+On a machine with two GPUs the same commands (without train.device=cpu) put one process on each GPU; the
+tests pin two CPU processes, which checks the distributed path on any machine (the batches are split: half
+the optimizer steps of one process), a one-GPU machine included."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ LAUNCHERS = {
     "torchrun": [str(BIN / "torchrun"), "--nproc_per_node", "2", "-m", "distill"],
     "accelerate": [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "-m", "distill"],
 }
-TRAIN = ("data.pool_size=32", "train.epochs=2", "train.batch_size=4", "student=minilm")
+TRAIN = ("data.pool_size=32", "train.epochs=2", "train.batch_size=4", "student=minilm", "train.device=cpu")
 
 
 def run(command: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -56,3 +57,21 @@ def test_other_stages_refuse_to_run_under_torchrun(tiny_args):  # noqa: F811
     proc = run(LAUNCHERS["torchrun"], "stage=label", *tiny_args)
     assert proc.returncode != 0
     assert "only stage=train runs in several processes" in proc.stderr
+
+
+def test_more_processes_than_gpus_is_one_clear_error(monkeypatch, tmp_path):
+    """Two ranks on one GPU: NCCL's 'Duplicate GPU detected' deep in the first collective, unless we say so first."""
+    import torch
+
+    from distill.config import TrainConfig
+    from distill.errors import DistillError
+    from distill.students import training_kwargs
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DistillError, match=r"2 training processes .* 1 CUDA GPU\(s\) visible.*train.device=cpu"):
+        training_kwargs(TrainConfig(device="cuda"), tmp_path, n_texts=10)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert training_kwargs(TrainConfig(device="cuda"), tmp_path, n_texts=10)["bf16"]  # one GPU each: fine

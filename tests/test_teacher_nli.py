@@ -34,7 +34,7 @@ TEXTS = [
 
 
 def make_teacher(folder, labels=LABELS, **overrides) -> NLITeacher:
-    cfg = TeacherConfig(name="tiny", model=str(folder), device="cpu", **{"template": TEMPLATE, **overrides})
+    cfg = TeacherConfig(name="tiny", model=str(folder), device="cpu", **{"template": TEMPLATE, "dtype": "float32", **overrides})
     return NLITeacher(cfg, labels)
 
 
@@ -113,7 +113,7 @@ def test_model_without_entailment_label(tmp_path):
 
 @pytest.mark.parametrize("template", ["This example is about sports.", "This is {label}."])
 def test_template_must_take_the_label(tiny_nli_2way, template):
-    cfg = TeacherConfig(name="tiny", model=str(tiny_nli_2way), template=template, device="cpu")
+    cfg = TeacherConfig(name="tiny", model=str(tiny_nli_2way), template=template, device="cpu", dtype="float32")
     with pytest.raises(DistillError, match="teacher.template"):
         NLITeacher(cfg, LABELS)
 
@@ -125,7 +125,7 @@ def test_missing_local_model_folder(tmp_path):
 
 
 def test_build_teacher_from_composed_config(tiny_nli_2way):
-    cfg = OmegaConf.structured(TeacherConfig(name="tiny", model=str(tiny_nli_2way), device="cpu"))
+    cfg = OmegaConf.structured(TeacherConfig(name="tiny", model=str(tiny_nli_2way), device="cpu", dtype="float32"))
     assert set(TEACHERS) == {"nli", "embedding", "onnx", "classifier"}
     assert isinstance(build_teacher(cfg, ["positive", "negative"]), NLITeacher)
     with pytest.raises(DistillError, match="at least one label"):

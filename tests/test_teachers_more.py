@@ -36,7 +36,7 @@ LONG_TEXT = " ".join(TEXTS * 3)  # over 100 tokens: far longer than the others, 
 
 def embedding_teacher(folder, labels=LABELS, **overrides) -> EmbeddingTeacher:
     cfg = TeacherConfig(name="tiny-embed", kind="embedding", model=str(folder), device="cpu",
-                        **{"template": TEMPLATE, **overrides})
+                        **{"template": TEMPLATE, "dtype": "float32", **overrides})
     return EmbeddingTeacher(cfg, labels)
 
 
@@ -211,7 +211,7 @@ def onnx_fixed(tiny_nli_2way, tmp_path_factory):
 
 def nli_pair(folder, onnx_model=None, labels=LABELS, **overrides):
     """(torch NLITeacher, ONNXNLITeacher) with the same settings."""
-    cfg = {"name": "tiny", "template": TEMPLATE, "device": "cpu", "batch_size": 5, **overrides}
+    cfg = {"name": "tiny", "template": TEMPLATE, "device": "cpu", "dtype": "float32", "batch_size": 5, **overrides}
     return (NLITeacher(TeacherConfig(model=str(folder), **cfg), labels),
             ONNXNLITeacher(TeacherConfig(kind="onnx", model=str(onnx_model or folder), **cfg), labels))
 
