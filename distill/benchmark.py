@@ -54,7 +54,7 @@ def _cycle(texts: Sequence[str], n: int) -> list[str]:
 
 
 def machine() -> dict:
-    """CPU model, cores, torch threads and Python version, for benchmark reports."""
+    """CPU model, cores, torch threads, Python version and the CUDA GPU if any, for benchmark reports."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -62,7 +62,8 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version()}
+            "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def write_report(out, results: dict, markdown: str) -> None:

@@ -78,7 +78,9 @@ class TeacherConfig:
     # (e.g. positive: ["This review is positive.", "The movie was good."]).
     descriptions: Dict[str, List[str]] = field(default_factory=dict)
     multi_label: bool = False
-    batch_size: int = 64  # nli/onnx: (text, hypothesis) pairs per forward pass; embedding: texts
+    # nli/onnx: (text, hypothesis) pairs per forward pass; embedding, classifier: texts. null: the device's
+    # own (distill.device.teacher_batch): 64 on a CPU; 512 on a GPU, capped there at 32,768 padded tokens
+    batch_size: Optional[int] = None
     max_tokens: Optional[int] = None  # nli: also cap each batch at this many padded tokens (short pairs, bigger batches)
     max_length: int = 512
     temperature: float = 0.05  # embedding teacher: softmax(cosine / temperature)

@@ -13,7 +13,9 @@ labellings of distill.compiled.MIN_PAIRS pairs or more, and these held-out sets 
 
 Padding efficiency (real tokens / padded tokens) follows how each contender batches its N x K pairs:
 distill deals the texts out to its `label.workers` processes, and each sorts its pairs longest first
-into `teacher.batch_size` batches (replayed here with the teacher's own `encode`); the pipeline takes
+into batches of `teacher.batch_size` pairs (and `teacher.max_tokens` padded tokens; both by device when
+null: 64 uncapped on a CPU, 512 capped at 32,768 on a GPU), replayed here with the teacher's own `encode`
+and `batches`; the pipeline takes
 them in input order, 32 a batch; txtai's Labels passes no batch_size, so the pipeline forwards one pair
 at a time. Peak RSS is VmHWM, reset before each contender (Linux only;
 elsewhere getrusage's lifetime peak, which later contenders inherit), plus each label worker process's own.
@@ -41,11 +43,12 @@ from tqdm.auto import tqdm
 from distill.benchmark import machine, write_report
 from distill.config import load_config
 from distill.data import load_heldout
-from distill.device import resolve_device, resolve_dtype
+from distill.device import resolve_device, resolve_dtype, teacher_batch
 from distill.errors import DistillError
 from distill.metrics import label_ids, markdown_table
 from distill.stages.label import local_teacher
 from distill.teachers import build_teacher
+from distill.teachers.nli import batches
 from distill.teachers.processes import deal
 
 log = logging.getLogger("bench_label")
@@ -123,18 +126,22 @@ def make_distill(cfg, labels, template, device, dtype):
     plain = None if workers > 1 else teacher
 
     def padding(texts):
-        # Replays NLITeacher._pair_logits in each worker: longest pair first (stable), teacher.batch_size
-        # pairs a batch. Built after the timing, so a tokenizer here does not count in peak RSS.
+        # Replays NLITeacher._pair_logits in each worker: longest pair first (stable), in the teacher's own
+        # batches. Built after the timing, so a tokenizer here does not count in peak RSS.
         nonlocal plain
         plain = plain or build_teacher(cfg.teacher, labels)
         lengths = np.array([len(ids) for ids in plain.encode(texts)["input_ids"]]).reshape(len(texts), -1)
-        parts = [lengths[rows].ravel() for rows in deal(texts, workers)]
-        real, total = np.sum([padded(part, plain.cfg.batch_size, np.argsort(-part, kind="stable"))
-                              for part in parts], axis=0)
+        real = total = 0
+        for rows in deal(texts, workers):
+            part = lengths[rows].ravel()
+            for batch in batches(np.argsort(-part, kind="stable"), part, plain.batch_size, plain.max_tokens):
+                real, total = real + part[batch].sum(), total + part[batch].max() * len(batch)
         return float(real / total)
 
     described = teacher.describe()  # the dtype it really runs in (bf16 when compiled on an AMX CPU)
-    info = {"template": cfg.teacher.template, "batch_pairs": cfg.teacher.batch_size, "order": "longest first",
+    batch_pairs, max_tokens = teacher_batch(cfg.teacher.batch_size, cfg.teacher.max_tokens, device)
+    info = {"template": cfg.teacher.template, "batch_pairs": batch_pairs, "max_tokens": max_tokens,
+            "order": "longest first",
             "dtype": described.get("dtype", dtype), "compiled": described.get("compiled", False),
             "processes": workers, "threads_per_process": getattr(teacher, "threads",
                                                                                  torch.get_num_threads())}
@@ -196,6 +203,9 @@ def warmup_batches(texts: list[str]) -> list[list[str]]:
 def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, np.ndarray, dict]:
     """Build, warm up, time one contender on all texts; its metrics (without the pipeline comparison)."""
     resettable = reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     predict, padding, info = MAKERS[name](cfg, labels, cfg.teacher.template, device, dtype)
     owner = getattr(predict, "__self__", None)  # a ProcessPoolTeacher: its workers' memory counts too
@@ -210,6 +220,8 @@ def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, 
     result = {"texts_per_s": len(texts) / seconds, "seconds": seconds, "setup_s": setup,
               "padding_efficiency": padding(texts),
               "peak_rss_mb": peak, "accuracy": float((probs.argmax(1) == gold).mean())}
+    if device.type == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     info.update(dtype=str(info["dtype"]).removeprefix("torch."),
                 rss="VmHWM, reset per contender" if resettable else "ru_maxrss, process-lifetime peak")
     return result, probs, info
@@ -235,18 +247,38 @@ def bench_dataset(name: str, contenders: list[str], n_texts: int | None, overrid
         log.info("%s/%s: %d texts in %.1f s (%.1f texts/s), peak RSS %.0f MiB", name, contender, len(texts),
                  r["seconds"], r["texts_per_s"], r["peak_rss_mb"])
         bar.update()
-    reference = probs.get("pipeline")
+    reference = fp32_reference(cfg, labels, texts, device, probs.get("pipeline"), infos.get("pipeline"))
     for contender, result in results.items():
-        ours = probs[contender]
-        same = reference is not None and ours.shape == reference.shape
-        result["agreement_with_pipeline"] = float((ours.argmax(1) == reference.argmax(1)).mean()) if same else None
-        result["max_abs_diff_vs_pipeline"] = float(np.abs(ours - reference).max()) if same else None
+        compare(result, probs[contender], probs.get("pipeline"), "pipeline")
+        compare(result, probs[contender], reference, "fp32_pipeline")
     speed = {c: r["texts_per_s"] for c, r in results.items()}
+    distill = results.get("distill", {})
     entry = {"n_texts": len(texts), "n_labels": len(labels), "contenders": results,
-             "agreement_with_pipeline": results.get("distill", {}).get("agreement_with_pipeline"),
+             "agreement_with_pipeline": distill.get("agreement_with_pipeline"),
+             "agreement_with_fp32_pipeline": distill.get("agreement_with_fp32_pipeline"),
              "speedup_vs_pipeline": speedup(speed, "pipeline"), "speedup_vs_txtai": speedup(speed, "txtai")}
     return entry, {"model": model_folder(cfg), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
                    "contenders": infos}
+
+
+def fp32_reference(cfg, labels, texts, device, pipeline_probs, pipeline_info) -> np.ndarray | None:
+    """The float32 pipeline's probabilities, which reduced precision must agree with: the pipeline
+    contender's own where it ran in float32, else an untimed float32 pipeline run (None without a pipeline)."""
+    if pipeline_probs is None or str(pipeline_info["dtype"]).removeprefix("torch.") == "float32":
+        return pipeline_probs
+    log.info("the pipeline ran in %s: running it once more in float32 as the reference", pipeline_info["dtype"])
+    predict, _, _ = make_pipeline(cfg, labels, cfg.teacher.template, device, torch.float32)
+    probs = predict(texts)
+    del predict
+    gc.collect()
+    return probs
+
+
+def compare(result: dict, ours: np.ndarray, reference: np.ndarray | None, name: str) -> None:
+    """Argmax agreement and max |dp| of a contender's probabilities against a reference's."""
+    same = reference is not None and ours.shape == reference.shape
+    result[f"agreement_with_{name}"] = float((ours.argmax(1) == reference.argmax(1)).mean()) if same else None
+    result[f"max_abs_diff_vs_{name}"] = float(np.abs(ours - reference).max()) if same else None
 
 
 def speedup(speed: dict, other: str) -> float | None:
@@ -256,11 +288,15 @@ def speedup(speed: dict, other: str) -> float | None:
 # --- report -------------------------------------------------------------------------------------------
 
 def table(results: dict) -> str:
-    header = ["data set", "contender", "texts/s", "seconds", "setup s", "padding eff.", "peak RSS MiB", "accuracy",
-              "agreement w/ pipeline", "max abs diff vs pipeline"]
-    rows = [[name, c, r["texts_per_s"], r["seconds"], r.get("setup_s"), r["padding_efficiency"], r["peak_rss_mb"], r["accuracy"],
-             r["agreement_with_pipeline"], r["max_abs_diff_vs_pipeline"]]
-            for name, entry in results.items() if not name.startswith("_") for c, r in entry["contenders"].items()]
+    runs = [(name, c, r) for name, entry in results.items() if not name.startswith("_")
+            for c, r in entry["contenders"].items()]
+    gpu = any("peak_gpu_mb" in r for _, _, r in runs)  # on a GPU: its peak allocated memory beside the host's RSS
+    header = ["data set", "contender", "texts/s", "seconds", "setup s", "padding eff.", "peak RSS MiB",
+              *(["peak GPU MiB"] if gpu else []), "accuracy", "agreement w/ pipeline", "max abs diff vs pipeline",
+              "agreement w/ fp32 pipeline"]
+    rows = [[name, c, r["texts_per_s"], r["seconds"], r.get("setup_s"), r["padding_efficiency"], r["peak_rss_mb"],
+             *([r.get("peak_gpu_mb")] if gpu else []), r["accuracy"], r["agreement_with_pipeline"],
+             r["max_abs_diff_vs_pipeline"], r["agreement_with_fp32_pipeline"]] for name, c, r in runs]
     return markdown_table(header, rows)
 
 
@@ -306,8 +342,8 @@ def main(argv: list[str] | None = None) -> dict:
         "overrides": args.overrides, "contenders": {name: s["contenders"] for name, s in settings.items()}}
     how = "; ".join(f"{c}: template '{i['template']}', {i['batch_pairs']} pair(s) a batch in {i['order']} order, "
                     f"{i['dtype']}" for c, i in first["contenders"].items())
-    report = (f"{table(results)}\n\nModel {first['model']} on {results['_meta']['machine']['cpu']} "
-              f"({first['device']}). {how}. Peak RSS: {next(iter(first['contenders'].values()))['rss']}.\n")
+    where = results["_meta"]["machine"].get("gpu") or results["_meta"]["machine"]["cpu"]
+    report = (f"{table(results)}\n\nModel {first['model']} on {where} ({first['device']}). {how}. Peak RSS: {next(iter(first['contenders'].values()))['rss']}.\n")
     write_report(args.out, results, report)
     return results
 

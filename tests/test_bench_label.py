@@ -9,7 +9,7 @@ from test_stages import write_sst2_like
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_label.py"
 METRICS = {"texts_per_s", "seconds", "setup_s", "padding_efficiency", "peak_rss_mb", "accuracy", "agreement_with_pipeline",
-           "max_abs_diff_vs_pipeline"}
+           "max_abs_diff_vs_pipeline", "agreement_with_fp32_pipeline", "max_abs_diff_vs_fp32_pipeline"}
 
 
 def load_script():
@@ -23,13 +23,14 @@ def test_bench_label_writes_json_and_table(tmp_path, tiny_nli_2way, capsys):
     write_sst2_like(tmp_path / "data", n_dev=8)
     out = tmp_path / "bench" / "label.json"
     results = load_script().main(["--datasets", "sst2", "--out", str(out), f"paths.data={tmp_path / 'data'}",
-                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.batch_size=5"])
+                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.dtype=float32",
+                                  "teacher.batch_size=5"])
 
     assert json.loads(out.read_text()) == results
     assert set(results) == {"sst2", "_meta"}
     sst2 = results["sst2"]
-    assert set(sst2) == {"n_texts", "n_labels", "contenders", "agreement_with_pipeline", "speedup_vs_pipeline",
-                         "speedup_vs_txtai"}
+    assert set(sst2) == {"n_texts", "n_labels", "contenders", "agreement_with_pipeline", "agreement_with_fp32_pipeline",
+                         "speedup_vs_pipeline", "speedup_vs_txtai"}
     assert (sst2["n_texts"], sst2["n_labels"]) == (8, 2)
     assert set(sst2["contenders"]) == {"distill", "pipeline", "txtai"}
     for name, r in sst2["contenders"].items():
@@ -37,6 +38,8 @@ def test_bench_label_writes_json_and_table(tmp_path, tiny_nli_2way, capsys):
         assert r["texts_per_s"] > 0 and r["peak_rss_mb"] > 0 and 0 < r["padding_efficiency"] <= 1
         # Same model, same template (txtai's default is the pipeline's): same labels, same probabilities.
         assert r["agreement_with_pipeline"] == 1.0 and r["max_abs_diff_vs_pipeline"] < 1e-4, name
+        # in float32 the pipeline contender is itself the float32 reference
+        assert r["agreement_with_fp32_pipeline"] == r["agreement_with_pipeline"], name
     assert sst2["agreement_with_pipeline"] == sst2["contenders"]["distill"]["agreement_with_pipeline"]
     # txtai forwards one pair at a time (no padding); distill's length sort pads no more than input order.
     assert sst2["contenders"]["txtai"]["padding_efficiency"] == 1.0
@@ -69,8 +72,24 @@ def test_bench_label_with_label_workers(tmp_path, tiny_nli_2way):
     write_sst2_like(tmp_path / "data", n_dev=8)
     results = load_script().main(["--datasets", "sst2", "--contenders", "distill,pipeline", "--out",
                                   str(tmp_path / "label.json"), f"paths.data={tmp_path / 'data'}",
-                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "label.workers=2"])
+                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.dtype=float32",
+                                  "label.workers=2"])
     distill = results["sst2"]["contenders"]["distill"]
     assert distill["agreement_with_pipeline"] == 1.0 and distill["max_abs_diff_vs_pipeline"] < 1e-4
     assert 0 < distill["padding_efficiency"] <= 1
     assert results["_meta"]["contenders"]["sst2"]["distill"]["processes"] == 2
+
+
+def test_reduced_precision_is_compared_with_a_float32_pipeline(tmp_path, tiny_nli_2way):
+    """A half-precision pipeline is not the reference reduced precision must agree with: a float32 one is run too."""
+    write_sst2_like(tmp_path / "data", n_dev=8)
+    results = load_script().main(["--datasets", "sst2", "--contenders", "distill,pipeline", "--out",
+                                  str(tmp_path / "label.json"), f"paths.data={tmp_path / 'data'}",
+                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.dtype=float16",
+                                  "teacher.compile=false"])
+    sst2 = results["sst2"]
+    for name, r in sst2["contenders"].items():
+        assert r["max_abs_diff_vs_fp32_pipeline"] is not None, name
+        # half-precision rounding moves the probabilities away from float32's, not from the float16 pipeline's
+        assert r["max_abs_diff_vs_fp32_pipeline"] > r["max_abs_diff_vs_pipeline"], name
+    assert sst2["agreement_with_fp32_pipeline"] == sst2["contenders"]["distill"]["agreement_with_fp32_pipeline"]

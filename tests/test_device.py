@@ -147,3 +147,15 @@ def test_bad_names():
     if not torch.cuda.is_available():
         with pytest.raises(DistillError, match="no CUDA GPU"):
             device.resolve_device("cuda")
+
+
+def test_teacher_batches_follow_the_device_unless_set():
+    from distill.device import teacher_batch
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert teacher_batch(None, None, cpu) == (64, None)
+    assert teacher_batch(None, None, gpu) == (512, 32768)  # a GPU idles on small batches
+    assert teacher_batch(None, 4096, gpu) == (512, 4096)
+    assert teacher_batch(32, None, gpu) == (32, None)  # an explicit batch size is the user's, uncapped
+    with pytest.raises(DistillError, match="teacher.batch_size must be >= 1"):
+        teacher_batch(0, None, cpu)

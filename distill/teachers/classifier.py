@@ -23,6 +23,7 @@ import numpy as np
 
 from ..classifiers import VARIANTS, load_classifier
 from ..config import TeacherConfig
+from ..device import resolve_device, teacher_batch
 from ..errors import DistillError
 from .base import Teacher
 from .nli import as_text_list
@@ -48,6 +49,7 @@ class ClassifierTeacher(Teacher):
                                f"teacher.model={cfg.model} is not one (use teacher.variant=torch for a hub id)")
         self.classifier = load_classifier(cfg.model, device=cfg.device, variant=self.variant)
         self.order = label_order(list(self.classifier.labels), self.labels, cfg.model)
+        self.batch_size = teacher_batch(cfg.batch_size, None, resolve_device(cfg.device))[0]
         log.info("teacher %s: the trained classifier %s (%s) for labels %s", self.name, cfg.model, self.variant,
                  self.labels)
 
@@ -56,7 +58,7 @@ class ClassifierTeacher(Teacher):
         texts = as_text_list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        probs = self.classifier.predict_proba(texts, batch_size=batch_size or self.cfg.batch_size, progress=progress)
+        probs = self.classifier.predict_proba(texts, batch_size=batch_size or self.batch_size, progress=progress)
         return np.ascontiguousarray(probs[:, self.order], dtype=np.float32)
 
     def describe(self) -> dict:

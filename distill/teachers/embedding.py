@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 from ..config import TeacherConfig
-from ..device import resolve_device, resolve_dtype
+from ..device import resolve_device, resolve_dtype, teacher_batch
 from ..encoder import SentenceEncoder
 from ..errors import DistillError
 from .base import Teacher
@@ -49,7 +49,8 @@ class EmbeddingTeacher(Teacher):
         self.prompts = label_prompts(cfg, self.labels)
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        self.encoder = SentenceEncoder(cfg.model, self.device, self.dtype, cfg.max_length, cfg.batch_size,
+        self.encoder = SentenceEncoder(cfg.model, self.device, self.dtype, cfg.max_length,
+                                       teacher_batch(cfg.batch_size, None, self.device)[0],
                                        name=f"teacher {self.name}")
         self.tokenizer, self.model, self.max_length = self.encoder.tokenizer, self.encoder.model, self.encoder.max_length
         # Prompts are embedded once: every predict_proba call only multiplies by this [K, D] matrix.

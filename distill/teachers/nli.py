@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification
 
 from ..config import TeacherConfig
 from .. import compiled
-from ..device import resolve_device, resolve_dtype
+from ..device import resolve_device, resolve_dtype, teacher_batch
 from ..errors import DistillError
 from ..hub import load_model
 from .. import fast_deberta
@@ -52,6 +52,7 @@ class NLITeacher(Teacher):
         self.device = resolve_device(cfg.device)
         self.compiled = self.compilable and compiled.enabled(cfg.compile, self.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device, self.compiled)
+        self.batch_size, self.max_tokens = teacher_batch(cfg.batch_size, cfg.max_tokens, self.device)
         self.tokenizer, self.config = self._load()
         label2id = dict(self.config.label2id)
         self.entailment_id = entailment_id(label2id, cfg.model)
@@ -68,7 +69,7 @@ class NLITeacher(Teacher):
         texts = as_text_list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = self._pair_logits(texts, batch_size or self.cfg.batch_size, progress)
+        logits = self._pair_logits(texts, batch_size or self.batch_size, progress)
         return self._scores(logits.reshape(len(texts), len(self.hypotheses), -1))
 
     def batch_size_for(self, n_texts: int) -> int:
@@ -98,7 +99,7 @@ class NLITeacher(Teacher):
         logits = np.empty((len(order), self.config.num_labels), dtype=np.float32)
         with tqdm(total=len(order), desc=f"teacher {self.name}", unit="pair", disable=not progress,
                   leave=False) as bar:
-            for rows in batches(order, lengths, batch_size, self.cfg.max_tokens):
+            for rows in batches(order, lengths, batch_size, self.max_tokens):
                 logits[rows] = self._forward(self._pad({k: [v[i] for i in rows] for k, v in features.items()}))
                 bar.update(len(rows))
         return logits
