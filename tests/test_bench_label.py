@@ -68,12 +68,16 @@ def test_n_texts_caps_every_set_or_each():
     assert caps("ag_news=300,sst2=50") == {"ag_news": 300, "sst2": 50}
 
 
-def test_bench_label_with_label_workers(tmp_path, tiny_nli_2way):
+def distill_and_pipeline(tmp_path, model, *overrides) -> dict:
+    """bench_label on 8 SST-2-shaped dev texts, distill against the pipeline on the CPU."""
     write_sst2_like(tmp_path / "data", n_dev=8)
-    results = load_script().main(["--datasets", "sst2", "--contenders", "distill,pipeline", "--out",
-                                  str(tmp_path / "label.json"), f"paths.data={tmp_path / 'data'}",
-                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.dtype=float32",
-                                  "label.workers=2"])
+    return load_script().main(["--datasets", "sst2", "--contenders", "distill,pipeline", "--out",
+                               str(tmp_path / "label.json"), f"paths.data={tmp_path / 'data'}",
+                               f"teacher.model={model}", "teacher.device=cpu", *overrides])
+
+
+def test_bench_label_with_label_workers(tmp_path, tiny_nli_2way):
+    results = distill_and_pipeline(tmp_path, tiny_nli_2way, "teacher.dtype=float32", "label.workers=2")
     distill = results["sst2"]["contenders"]["distill"]
     assert distill["agreement_with_pipeline"] == 1.0 and distill["max_abs_diff_vs_pipeline"] < 1e-4
     assert 0 < distill["padding_efficiency"] <= 1
@@ -82,11 +86,7 @@ def test_bench_label_with_label_workers(tmp_path, tiny_nli_2way):
 
 def test_reduced_precision_is_compared_with_a_float32_pipeline(tmp_path, tiny_nli_2way):
     """A half-precision pipeline is not the reference reduced precision must agree with: a float32 one is run too."""
-    write_sst2_like(tmp_path / "data", n_dev=8)
-    results = load_script().main(["--datasets", "sst2", "--contenders", "distill,pipeline", "--out",
-                                  str(tmp_path / "label.json"), f"paths.data={tmp_path / 'data'}",
-                                  f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.dtype=float16",
-                                  "teacher.compile=false"])
+    results = distill_and_pipeline(tmp_path, tiny_nli_2way, "teacher.dtype=float16")
     sst2 = results["sst2"]
     for name, r in sst2["contenders"].items():
         assert r["max_abs_diff_vs_fp32_pipeline"] is not None, name
