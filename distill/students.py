@@ -127,7 +127,7 @@ def training_kwargs(train: TrainConfig, out_dir: Path, n_texts: int, validate: b
     if train.grad_accum < 1 or train.batch_size < 1 or train.evals_per_epoch < 1:
         raise DistillError("train.batch_size, train.grad_accum and train.evals_per_epoch must be >= 1")
     device = resolve_device(train.device)
-    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    gpus = torch.cuda.device_count()
     if device.type == "cuda" and world_size() > gpus:  # NCCL refuses two ranks on one GPU, deep in its setup
         raise DistillError(f"{world_size()} training processes (WORLD_SIZE) but {gpus} CUDA GPU(s) visible: "
                            f"each process needs a GPU of its own; launch {gpus} (torchrun --nproc_per_node {gpus}, "

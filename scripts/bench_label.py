@@ -89,11 +89,13 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def padded(lengths, batch_size: int, order=None) -> tuple[int, int]:
-    """(real tokens, padded tokens) when pair `lengths` are forwarded in `order`, batches padded to their longest."""
-    lengths = np.asarray(lengths)[order if order is not None else slice(None)]
-    batches = np.split(lengths, range(batch_size, len(lengths), batch_size))
-    return int(lengths.sum()), int(sum(b.max() * len(b) for b in batches))
+def padded(lengths, batch_size: int, order=None, max_tokens: int | None = None) -> tuple[int, int]:
+    """(real tokens, padded tokens) when pair `lengths` are forwarded in `order`, cut as the NLI teacher
+    cuts its batches (`max_tokens` needs longest-first order), each padded to its longest."""
+    lengths = np.asarray(lengths)
+    order = np.arange(len(lengths)) if order is None else np.asarray(order)
+    cut = [lengths[rows] for rows in batches(order, lengths, batch_size, max_tokens)]
+    return int(sum(b.sum() for b in cut)), int(sum(b.max() * len(b) for b in cut))
 
 
 def padding_efficiency(lengths, batch_size: int, order=None) -> float:
@@ -131,11 +133,9 @@ def make_distill(cfg, labels, template, device, dtype):
         nonlocal plain
         plain = plain or build_teacher(cfg.teacher, labels)
         lengths = np.array([len(ids) for ids in plain.encode(texts)["input_ids"]]).reshape(len(texts), -1)
-        real = total = 0
-        for rows in deal(texts, workers):
-            part = lengths[rows].ravel()
-            for batch in batches(np.argsort(-part, kind="stable"), part, plain.batch_size, plain.max_tokens):
-                real, total = real + part[batch].sum(), total + part[batch].max() * len(batch)
+        parts = [lengths[rows].ravel() for rows in deal(texts, workers)]
+        real, total = np.sum([padded(part, plain.batch_size, np.argsort(-part, kind="stable"), plain.max_tokens)
+                              for part in parts], axis=0)
         return float(real / total)
 
     described = teacher.describe()  # the dtype it really runs in (bf16 when compiled on an AMX CPU)
@@ -264,7 +264,7 @@ def bench_dataset(name: str, contenders: list[str], n_texts: int | None, overrid
 def fp32_reference(cfg, labels, texts, device, pipeline_probs, pipeline_info) -> np.ndarray | None:
     """The float32 pipeline's probabilities, which reduced precision must agree with: the pipeline
     contender's own where it ran in float32, else an untimed float32 pipeline run (None without a pipeline)."""
-    if pipeline_probs is None or str(pipeline_info["dtype"]).removeprefix("torch.") == "float32":
+    if pipeline_probs is None or pipeline_info["dtype"] == "float32":  # run_contender wrote it without "torch."
         return pipeline_probs
     log.info("the pipeline ran in %s: running it once more in float32 as the reference", pipeline_info["dtype"])
     predict, _, _ = make_pipeline(cfg, labels, cfg.teacher.template, device, torch.float32)
