@@ -17,15 +17,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from .config import TeacherConfig
 from .data import data_fingerprint
 
 # Teacher settings that change the labels; batch size and device only change the speed.
 TEACHER_KEYS = ("kind", "model", "template", "templates", "descriptions", "multi_label", "max_length", "temperature",
                 "variant")
-# Precision moves the labels of a few near-tie texts (bf16 against float32: 0.3% of SST-2, 1.5% of AG News), so
-# an explicit teacher.dtype or teacher.compile is a different labelling; `auto`, the machine's own choice, is
-# left out (a labelling keeps its key from one machine to the next, and keys made before these were counted).
-PRECISION_KEYS = ("dtype", "compile")
+# Precision moves the labels of a few near-tie texts (bf16 against float32 without the recheck: 0.3% of SST-2,
+# 1.5% of AG News), so an explicit teacher.dtype, teacher.compile or teacher.recheck_margin is a different
+# labelling; the default (`auto`: the machine's own choice) is left out (a labelling keeps its key from one
+# machine to the next, and keys made before these were counted stay valid).
+PRECISION_KEYS = ("dtype", "compile", "recheck_margin")
 # Student/train settings that change the student; `labels_path` is covered by the label key.
 TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume")
 
@@ -44,8 +46,9 @@ def teacher_identity(cfg: DictConfig) -> dict:
     # Unset options are left out, so adding a new option to the schema keeps existing keys valid.
     identity = {k: teacher[k] for k in TEACHER_KEYS if teacher.get(k) not in (None, {}, [])}
     for key in PRECISION_KEYS:  # YAML reads compile: false as a bool
-        value = str(teacher.get(key, "auto")).lower()
-        if value != "auto":
+        default = str(getattr(TeacherConfig, key)).lower()
+        value = str(teacher.get(key, default)).lower()
+        if value != default:
             identity[key] = value
     if teacher.get("kind") == "classifier":  # a retrained folder at the same path is another teacher
         from .teachers.classifier import model_fingerprint

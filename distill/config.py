@@ -90,6 +90,9 @@ class TeacherConfig:
     # bf16 is slow or crashes). auto: only for a labelling big enough to repay minutes of compiling
     # (distill/compiled.py) | true | false
     compile: str = "auto"
+    # nli in reduced precision (bf16/fp16): a text whose two most probable labels are closer than this is
+    # scored again in float32, so near ties get float32's label (0 turns it off; float32 needs no recheck)
+    recheck_margin: float = 0.02
     # classifier teacher (a trained student folder): torch | onnx | onnx-int8; null is torch
     variant: Optional[str] = None
 

@@ -141,6 +141,7 @@ def make_distill(cfg, labels, template, device, dtype):
     described = teacher.describe()  # the dtype it really runs in (bf16 when compiled on an AMX CPU)
     batch_pairs, max_tokens = teacher_batch(cfg.teacher.batch_size, cfg.teacher.max_tokens, device)
     info = {"template": cfg.teacher.template, "batch_pairs": batch_pairs, "max_tokens": max_tokens,
+            "recheck_margin": cfg.teacher.recheck_margin if described.get("dtype", "float32") != "float32" else None,
             "order": "longest first",
             "dtype": described.get("dtype", dtype), "compiled": described.get("compiled", False),
             "processes": workers, "threads_per_process": getattr(teacher, "threads",
@@ -212,6 +213,7 @@ def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, 
     for batch in warmup_batches(texts):
         predict(batch)
     setup = time.perf_counter() - start
+    rechecked = getattr(owner, "rechecked", None)  # distill in reduced precision: near ties redone in float32
     start = time.perf_counter()
     probs = predict(texts)
     seconds = time.perf_counter() - start
@@ -220,6 +222,8 @@ def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, 
     result = {"texts_per_s": len(texts) / seconds, "seconds": seconds, "setup_s": setup,
               "padding_efficiency": padding(texts),
               "peak_rss_mb": peak, "accuracy": float((probs.argmax(1) == gold).mean())}
+    if rechecked is not None:
+        result["rechecked_texts"] = owner.rechecked - rechecked
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     info.update(dtype=str(info["dtype"]).removeprefix("torch."),
@@ -293,10 +297,11 @@ def table(results: dict) -> str:
     gpu = any("peak_gpu_mb" in r for _, _, r in runs)  # on a GPU: its peak allocated memory beside the host's RSS
     header = ["data set", "contender", "texts/s", "seconds", "setup s", "padding eff.", "peak RSS MiB",
               *(["peak GPU MiB"] if gpu else []), "accuracy", "agreement w/ pipeline", "max abs diff vs pipeline",
-              "agreement w/ fp32 pipeline"]
+              "agreement w/ fp32 pipeline", "texts rechecked in fp32"]
     rows = [[name, c, r["texts_per_s"], r["seconds"], r.get("setup_s"), r["padding_efficiency"], r["peak_rss_mb"],
              *([r.get("peak_gpu_mb")] if gpu else []), r["accuracy"], r["agreement_with_pipeline"],
-             r["max_abs_diff_vs_pipeline"], r["agreement_with_fp32_pipeline"]] for name, c, r in runs]
+             r["max_abs_diff_vs_pipeline"], r["agreement_with_fp32_pipeline"], r.get("rechecked_texts")]
+            for name, c, r in runs]
     return markdown_table(header, rows)
 
 

@@ -34,7 +34,7 @@ def test_bench_label_writes_json_and_table(tmp_path, tiny_nli_2way, capsys):
     assert (sst2["n_texts"], sst2["n_labels"]) == (8, 2)
     assert set(sst2["contenders"]) == {"distill", "pipeline", "txtai"}
     for name, r in sst2["contenders"].items():
-        assert set(r) == METRICS, name
+        assert set(r) == METRICS | ({"rechecked_texts"} if name == "distill" else set()), name
         assert r["texts_per_s"] > 0 and r["peak_rss_mb"] > 0 and 0 < r["padding_efficiency"] <= 1
         # Same model, same template (txtai's default is the pipeline's): same labels, same probabilities.
         assert r["agreement_with_pipeline"] == 1.0 and r["max_abs_diff_vs_pipeline"] < 1e-4, name
@@ -86,10 +86,22 @@ def test_bench_label_with_label_workers(tmp_path, tiny_nli_2way):
 
 def test_reduced_precision_is_compared_with_a_float32_pipeline(tmp_path, tiny_nli_2way):
     """A half-precision pipeline is not the reference reduced precision must agree with: a float32 one is run too."""
-    results = distill_and_pipeline(tmp_path, tiny_nli_2way, "teacher.dtype=float16")
+    results = distill_and_pipeline(tmp_path, tiny_nli_2way, "teacher.dtype=float16", "teacher.recheck_margin=0")
     sst2 = results["sst2"]
     for name, r in sst2["contenders"].items():
         assert r["max_abs_diff_vs_fp32_pipeline"] is not None, name
         # half-precision rounding moves the probabilities away from float32's, not from the float16 pipeline's
         assert r["max_abs_diff_vs_fp32_pipeline"] > r["max_abs_diff_vs_pipeline"], name
     assert sst2["agreement_with_fp32_pipeline"] == sst2["contenders"]["distill"]["agreement_with_fp32_pipeline"]
+
+
+def test_near_ties_rechecked_in_float32_by_label_workers(tmp_path, tiny_nli_2way):
+    """Every text a near tie (margin 0.999): the label workers score all of them again in float32, so reduced
+    precision ends with float32's probabilities, and the count comes back from the worker processes."""
+    results = distill_and_pipeline(tmp_path, tiny_nli_2way, "teacher.dtype=float16", "teacher.recheck_margin=0.999",
+                                   "label.workers=2")
+    sst2 = results["sst2"]
+    distill = sst2["contenders"]["distill"]
+    assert distill["rechecked_texts"] == sst2["n_texts"]
+    assert distill["agreement_with_fp32_pipeline"] == 1.0 and distill["max_abs_diff_vs_fp32_pipeline"] < 1e-4
+    assert results["_meta"]["contenders"]["sst2"]["distill"]["recheck_margin"] == 0.999

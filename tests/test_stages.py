@@ -104,10 +104,12 @@ def test_explicit_precision_makes_a_new_labelling(make_cfg):
     """bf16 and float32 labels differ near ties: teacher.dtype / teacher.compile set by hand are not a cache hit
     for each other; `auto` keeps the key labellings always had."""
     auto = artifacts.labels_dir(make_cfg())
-    assert artifacts.labels_dir(make_cfg("teacher.dtype=auto", "teacher.compile=auto")) == auto
+    assert artifacts.labels_dir(make_cfg("teacher.dtype=auto", "teacher.compile=auto",
+                                         "teacher.recheck_margin=0.02")) == auto
     explicit = {artifacts.labels_dir(make_cfg(*o)) for o in (["teacher.dtype=float32"], ["teacher.dtype=bfloat16"],
-                                                             ["teacher.compile=false"], ["teacher.compile=true"])}
-    assert len(explicit) == 4 and auto not in explicit
+                                                             ["teacher.compile=false"], ["teacher.compile=true"],
+                                                             ["teacher.recheck_margin=0"])}
+    assert len(explicit) == 5 and auto not in explicit
     assert artifacts.labels_dir(make_cfg("teacher.compile=False")) == artifacts.labels_dir(make_cfg("teacher.compile=false"))
 
 

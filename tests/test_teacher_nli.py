@@ -255,3 +255,46 @@ def test_token_budget_gives_the_same_probabilities(tiny_nli_3way):
     plain = make_teacher(tiny_nli_3way).predict_proba(TEXTS)
     budget = make_teacher(tiny_nli_3way, max_tokens=40).predict_proba(TEXTS)
     assert np.abs(plain - budget).max() < 1e-5
+
+
+def test_reduced_precision_keeps_a_float32_head(tiny_nli_3way):
+    """In float16 the encoder is half precision and the classifier head float32, so logits are not rounded
+    to float16 (near-tied labels would come out exactly tied)."""
+    import torch
+
+    half = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=0)
+    assert next(half.model.bert.parameters()).dtype == torch.float16
+    assert half.model.classifier.module.weight.dtype == torch.float32
+    exact = make_teacher(tiny_nli_3way).predict_proba(TEXTS)
+    assert np.abs(half.predict_proba(TEXTS) - exact).max() < 5e-3
+
+
+def test_near_ties_are_scored_again_in_float32(tiny_nli_3way):
+    exact = make_teacher(tiny_nli_3way).predict_proba(TEXTS)
+    margins = np.sort(exact, 1)[:, -1] - np.sort(exact, 1)[:, -2]
+    cut = float(np.median(margins))
+    half = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=cut)
+    probs = half.predict_proba(TEXTS)
+    near = margins < cut
+    assert 0 < half.rechecked < len(TEXTS)
+    # The rechecked rows are float32's own; the others stay in float16, which differs from float32.
+    assert np.abs(probs[near] - exact[near]).max() < 1e-6
+    assert np.abs(probs[~near] - exact[~near]).max() > 1e-6
+    unchecked = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=0)
+    unchecked.predict_proba(TEXTS)
+    assert unchecked.rechecked == 0 and unchecked._exact is None
+    # float32 needs no recheck, whatever the margin.
+    assert make_teacher(tiny_nli_3way, recheck_margin=0.5).recheck_margin == 0.0
+
+
+@pytest.mark.parametrize("margin", [-0.1, 1.0, 2])
+def test_recheck_margin_must_be_a_probability_gap(tiny_nli_2way, margin):
+    with pytest.raises(DistillError, match="teacher.recheck_margin"):
+        make_teacher(tiny_nli_2way, dtype="float16", recheck_margin=margin)
+
+
+def test_top_margin():
+    from distill.teachers.nli import top_margin
+
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.5, 0.0], [0.9, 0.05, 0.05]], dtype=np.float32)
+    assert np.allclose(top_margin(probs), [0.3, 0.0, 0.85])

@@ -9,6 +9,7 @@ set it) is already right for a process that does nothing else, and overriding it
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Sequence
 
@@ -53,6 +54,10 @@ class NLITeacher(Teacher):
         self.compiled = self.compilable and compiled.enabled(cfg.compile, self.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device, self.compiled)
         self.batch_size, self.max_tokens = teacher_batch(cfg.batch_size, cfg.max_tokens, self.device)
+        # Reduced precision only (a torch model in bf16/fp16): near ties are scored again in float32.
+        self.recheck_margin = recheck_margin(cfg.recheck_margin) if self.compilable and self.dtype != torch.float32 else 0.0
+        self.rechecked = 0  # texts scored again in float32 so far
+        self._exact = None  # the float32 model for them, loaded at the first near tie
         self.tokenizer, self.config = self._load()
         label2id = dict(self.config.label2id)
         self.entailment_id = entailment_id(label2id, cfg.model)
@@ -70,7 +75,8 @@ class NLITeacher(Teacher):
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         logits = self._pair_logits(texts, batch_size or self.batch_size, progress)
-        return self._scores(logits.reshape(len(texts), len(self.hypotheses), -1))
+        probs = self._scores(logits.reshape(len(texts), len(self.hypotheses), -1))
+        return self._recheck(texts, probs, progress)
 
     def batch_size_for(self, n_texts: int) -> int:
         return n_texts * len(self.hypotheses)
@@ -90,8 +96,31 @@ class NLITeacher(Teacher):
                              max_length=self.max_length)
         return {name: enc[name] for name in self.input_names if name in enc}
 
-    def _pair_logits(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
-        """Model logits [N*K, C] for all pairs, forwarded longest first in dynamically padded batches."""
+    def _recheck(self, texts: list[str], probs: np.ndarray, progress: bool) -> np.ndarray:
+        """`probs` with every near tie (top two labels closer than teacher.recheck_margin) scored again
+        by the float32 model: reduced precision moves probabilities by up to ~0.03, which is enough to
+        flip the label of a text the model barely decides, and only of such a text."""
+        if not self.recheck_margin or probs.shape[1] < 2:
+            return probs
+        near = np.flatnonzero(top_margin(probs) < self.recheck_margin)
+        if not len(near):
+            return probs
+        if self._exact is None:
+            log.info("teacher %s: scoring near ties (label margin < %g) again in float32", self.name,
+                     self.recheck_margin)
+            _, self._exact = load_nli_model(self.cfg.model, self.device, torch.float32)
+            fast_deberta.install(self._exact)
+        subset = [texts[i] for i in near]
+        logits = self._pair_logits(subset, teacher_batch(None, None, self.device)[0], progress,
+                                   functools.partial(run_model, self._exact, self.device))
+        probs[near] = self._scores(logits.reshape(len(subset), len(self.hypotheses), -1))
+        self.rechecked += len(near)
+        return probs
+
+    def _pair_logits(self, texts: list[str], batch_size: int, progress: bool, forward=None) -> np.ndarray:
+        """Model logits [N*K, C] for all pairs, forwarded longest first in dynamically padded batches
+        (by `forward`, a padded batch -> logits; the teacher's own `_forward` when None)."""
+        forward = forward or self._forward
         features = self.encode(texts)
         lengths = np.array([len(ids) for ids in features["input_ids"]])
         # Longest first: a batch too big for memory fails at once, not at the end of a long run.
@@ -100,7 +129,7 @@ class NLITeacher(Teacher):
         with tqdm(total=len(order), desc=f"teacher {self.name}", unit="pair", disable=not progress,
                   leave=False) as bar:
             for rows in batches(order, lengths, batch_size, self.max_tokens):
-                logits[rows] = self._forward(self._pad({k: [v[i] for i in rows] for k, v in features.items()}))
+                logits[rows] = forward(self._pad({k: [v[i] for i in rows] for k, v in features.items()}))
                 bar.update(len(rows))
         return logits
 
@@ -116,10 +145,8 @@ class NLITeacher(Teacher):
         """Pad one batch of pairs to its own longest pair."""
         return self.tokenizer.pad(features, return_tensors="pt")
 
-    @torch.inference_mode()
     def _forward(self, batch) -> np.ndarray:
-        # Cast to float32 before any softmax, so half-precision weights cost no accuracy there.
-        return self.forward(**batch.to(self.device)).logits.float().cpu().numpy()
+        return run_model(self.forward, self.device, batch)
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         """[N, H, C] logits of every hypothesis -> [N, K] label probabilities.
@@ -149,9 +176,51 @@ class NLITeacher(Teacher):
         return limit
 
 
+# Direct children of a sequence classifier that turn the encoder's output into logits: DeBERTa's pooler
+# and classifier, BERT/RoBERTa's classifier, BART's classification_head.
+HEAD_MODULES = ("pooler", "classifier", "classification_head")
+
+
+@torch.inference_mode()
+def run_model(model, device: torch.device, batch) -> np.ndarray:
+    """Float32 logits of one padded batch; cast before any softmax, so half precision costs no accuracy there."""
+    return model(**batch.to(device)).logits.float().cpu().numpy()
+
+
 def load_nli_model(ref: str, device: torch.device, dtype: torch.dtype):
-    """Tokenizer and eval-mode NLI classifier on `device`."""
-    return load_model(ref, "teacher.model", AutoModelForSequenceClassification, device, dtype)
+    """Tokenizer and eval-mode NLI classifier on `device`, the encoder in `dtype`.
+
+    In reduced precision the head (`HEAD_MODULES`) keeps its float32 weights and computes in float32:
+    logits rounded to bfloat16 are only ~0.016 apart near 2-4, so nearly tied labels of a text would
+    come out exactly tied, and an argmax of ties is decided by position, not by the model."""
+    if dtype == torch.float32:
+        return load_model(ref, "teacher.model", AutoModelForSequenceClassification, device, dtype)
+    tokenizer, model = load_model(ref, "teacher.model", AutoModelForSequenceClassification,
+                                  torch.device("cpu"), torch.float32)
+    heads = {name: module for name, module in model.named_children() if name in HEAD_MODULES}
+    for name in heads:
+        setattr(model, name, torch.nn.Identity())  # out of the way of the cast below
+    model.to(dtype)
+    for name, module in heads.items():
+        setattr(model, name, Float32(module))
+    return tokenizer, model.to(device)
+
+
+class Float32(torch.nn.Module):
+    """`module` run in float32 on a float32 copy of its input, whatever dtype the model around it has."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module.float()
+
+    def forward(self, x, *args, **kwargs):
+        return self.module(x.float(), *args, **kwargs)
+
+    def __getattr__(self, name):  # e.g. DeBERTa reads pooler.output_dim
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("module"), name)
 
 
 def entailment_id(label2id: dict, model: str) -> int:
@@ -217,6 +286,21 @@ def batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens:
             size = max(1, min(batch_size, max_tokens // int(lengths[order[start]])))
         yield order[start:start + size]
         start += size
+
+
+def recheck_margin(value) -> float:
+    """teacher.recheck_margin checked: a probability gap in [0, 1)."""
+    margin = float(value or 0.0)
+    if not 0.0 <= margin < 1.0:
+        raise DistillError(f"teacher.recheck_margin={value} is not a probability gap in [0, 1); 0 turns "
+                           f"the float32 recheck of near ties off")
+    return margin
+
+
+def top_margin(probs: np.ndarray) -> np.ndarray:
+    """[N] gap between each row's two largest probabilities."""
+    top2 = np.partition(probs, probs.shape[1] - 2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
 
 
 def as_text_list(texts: Sequence[str]) -> list[str]:

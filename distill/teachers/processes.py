@@ -39,8 +39,12 @@ def _teacher(cfg, labels: list[str]) -> Teacher:
     return _TEACHER
 
 
-def _predict(cfg, labels: list[str], texts: list[str], batch_size: int | None) -> np.ndarray:
-    return _teacher(cfg, labels).predict_proba(texts, batch_size)
+def _predict(cfg, labels: list[str], texts: list[str], batch_size: int | None) -> tuple[np.ndarray, int]:
+    """(probabilities, how many of the texts the worker's teacher scored again in float32)."""
+    teacher = _teacher(cfg, labels)
+    before = getattr(teacher, "rechecked", 0)
+    probs = teacher.predict_proba(texts, batch_size)
+    return probs, getattr(teacher, "rechecked", 0) - before
 
 
 def _describe(cfg, labels: list[str]) -> dict:
@@ -63,6 +67,7 @@ class ProcessPoolTeacher(Teacher):
         self.threads = threads or max(1, torch.get_num_threads() // workers)
         self._pool: ProcessPoolExecutor | None = None
         self._description: dict | None = None
+        self.rechecked = 0  # texts the workers' teachers scored again in float32 (NLITeacher.recheck_margin)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -89,8 +94,9 @@ class ProcessPoolTeacher(Teacher):
         pool = self._executor()
         results = self._gather([pool.submit(_predict, self.cfg, self.labels, [texts[i] for i in rows], batch_size)
                                 for rows in parts])
-        for rows, probs in zip(parts, results):
+        for rows, (probs, rechecked) in zip(parts, results):
             out[rows] = probs
+            self.rechecked += rechecked
         return out
 
     def describe(self) -> dict:
