@@ -92,7 +92,7 @@ class TeacherConfig:
     compile: str = "auto"
     # nli in reduced precision (bf16/fp16): a text whose two most probable labels are closer than this is
     # scored again in float32, so near ties get float32's label (0 turns it off; float32 needs no recheck)
-    recheck_margin: float = 0.02
+    recheck_margin: float = 0.01
     # classifier teacher (a trained student folder): torch | onnx | onnx-int8; null is torch
     variant: Optional[str] = None
 

@@ -105,7 +105,7 @@ def test_explicit_precision_makes_a_new_labelling(make_cfg):
     for each other; `auto` keeps the key labellings always had."""
     auto = artifacts.labels_dir(make_cfg())
     assert artifacts.labels_dir(make_cfg("teacher.dtype=auto", "teacher.compile=auto",
-                                         "teacher.recheck_margin=0.02")) == auto
+                                         "teacher.recheck_margin=0.01")) == auto
     explicit = {artifacts.labels_dir(make_cfg(*o)) for o in (["teacher.dtype=float32"], ["teacher.dtype=bfloat16"],
                                                              ["teacher.compile=false"], ["teacher.compile=true"],
                                                              ["teacher.recheck_margin=0"])}
