@@ -12,7 +12,7 @@ from .errors import DistillError
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # teacher.batch_size / max_tokens left null: a CPU does best with small batches; a GPU sits idle on them
 # (H100, SST-2 pairs: 64 a batch labels 981 texts/s, 1,024 a batch 3,494; README, "On a GPU")
-CPU_BATCH, GPU_BATCH, GPU_MAX_TOKENS = 64, 512, 32768
+CPU_BATCH, CPU_MAX_TOKENS, GPU_BATCH, GPU_MAX_TOKENS = 64, 4096, 512, 32768
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -54,13 +54,15 @@ def resolve_dtype(name: str, device: torch.device, compiled: bool = False) -> to
 
 def teacher_batch(batch_size: int | None, max_tokens: int | None, device: torch.device) -> tuple[int, int | None]:
     """(batch size, padded-token cap) of a teacher: the configured ones, or where teacher.batch_size is null
-    the device's own: 64 uncapped on a CPU; on a GPU 512, capped at 32,768 padded tokens unless max_tokens is set."""
+    the device's own: 64 on a CPU, capped at 4,096 padded tokens (a batch that holds one long pair among short
+    ones, as a small subset sorted by length can, is mostly padding); on a GPU 512, capped at 32,768. A
+    max_tokens that is set stands."""
     if batch_size is not None:
         if batch_size < 1:
             raise DistillError(f"teacher.batch_size must be >= 1 (or null: the device's default), got {batch_size}")
         return batch_size, max_tokens
     if device.type == "cpu":
-        return CPU_BATCH, max_tokens
+        return CPU_BATCH, CPU_MAX_TOKENS if max_tokens is None else max_tokens
     return GPU_BATCH, GPU_MAX_TOKENS if max_tokens is None else max_tokens
 
 

@@ -74,9 +74,10 @@ class NLITeacher(Teacher):
         texts = as_text_list(texts)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = self._pair_logits(texts, batch_size or self.batch_size, progress)
+        batch_size = batch_size or self.batch_size
+        logits = self._pair_logits(texts, batch_size, progress)
         probs = self._scores(logits.reshape(len(texts), len(self.hypotheses), -1))
-        return self._recheck(texts, probs, progress)
+        return self._recheck(texts, probs, batch_size, progress)
 
     def batch_size_for(self, n_texts: int) -> int:
         return n_texts * len(self.hypotheses)
@@ -96,7 +97,7 @@ class NLITeacher(Teacher):
                              max_length=self.max_length)
         return {name: enc[name] for name in self.input_names if name in enc}
 
-    def _recheck(self, texts: list[str], probs: np.ndarray, progress: bool) -> np.ndarray:
+    def _recheck(self, texts: list[str], probs: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
         """`probs` with every near tie (top two labels closer than teacher.recheck_margin) scored again
         by the float32 model: reduced precision moves probabilities by up to ~0.03, which is enough to
         flip the label of a text the model barely decides, and only of such a text."""
@@ -111,8 +112,7 @@ class NLITeacher(Teacher):
             _, self._exact = load_nli_model(self.cfg.model, self.device, torch.float32)
             fast_deberta.install(self._exact)
         subset = [texts[i] for i in near]
-        logits = self._pair_logits(subset, teacher_batch(None, None, self.device)[0], progress,
-                                   functools.partial(run_model, self._exact, self.device))
+        logits = self._pair_logits(subset, batch_size, progress, functools.partial(run_model, self._exact, self.device))
         probs[near] = self._scores(logits.reshape(len(subset), len(self.hypotheses), -1))
         self.rechecked += len(near)
         return probs
