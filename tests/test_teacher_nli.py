@@ -271,20 +271,38 @@ def test_reduced_precision_keeps_a_float32_head(tiny_nli_3way):
 
 def test_near_ties_are_scored_again_in_float32(tiny_nli_3way):
     exact = make_teacher(tiny_nli_3way).predict_proba(TEXTS)
-    margins = np.sort(exact, 1)[:, -1] - np.sort(exact, 1)[:, -2]
+    unchecked = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=0)
+    rough = unchecked.predict_proba(TEXTS)
+    assert unchecked.rechecked == 0 and unchecked._exact is None
+    top = rough.max(1, keepdims=True)
+    margins = top[:, 0] - np.sort(rough, 1)[:, -2]
     cut = float(np.median(margins))
     half = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=cut)
     probs = half.predict_proba(TEXTS)
     near = margins < cut
-    assert 0 < half.rechecked < len(TEXTS)
-    # The rechecked rows are float32's own; the others stay in float16, which differs from float32.
-    assert np.abs(probs[near] - exact[near]).max() < 1e-6
-    assert np.abs(probs[~near] - exact[~near]).max() > 1e-6
-    unchecked = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=0)
-    unchecked.predict_proba(TEXTS)
-    assert unchecked.rechecked == 0 and unchecked._exact is None
+    assert 0 < half.rechecked == near.sum() < len(TEXTS)
+    # Texts that are no near tie keep their float16 probabilities.
+    assert np.array_equal(probs[~near], rough[~near])
+    # A near tie's contenders (labels within the margin of the top) are scored by float32: their
+    # probability ratios (logit differences) are float32's, and so is the winner.
+    contenders = rough >= top - cut
+    assert (contenders.sum(1)[near] >= 2).all() and (contenders.sum(1)[near] < len(LABELS)).any()
+    for i in np.flatnonzero(near):
+        c = np.flatnonzero(contenders[i])
+        assert np.allclose(np.log(probs[i, c] / probs[i, c[0]]), np.log(exact[i, c] / exact[i, c[0]]), atol=1e-5)
+        assert probs[i].argmax() == exact[i].argmax()
     # float32 needs no recheck, whatever the margin.
     assert make_teacher(tiny_nli_3way, recheck_margin=0.5).recheck_margin == 0.0
+
+
+def test_near_ties_of_two_labels_are_float32s_own(tiny_nli_3way):
+    """With two labels both are contenders: a rechecked text's probabilities are float32's."""
+    exact = make_teacher(tiny_nli_3way, LABELS[:2]).predict_proba(TEXTS)
+    half = make_teacher(tiny_nli_3way, LABELS[:2], dtype="float16", recheck_margin=0.5)
+    probs = half.predict_proba(TEXTS)
+    near = np.abs(exact[:, 0] - exact[:, 1]) < 0.45
+    assert half.rechecked >= near.sum() > 0
+    assert np.abs(probs[near] - exact[near]).max() < 1e-6
 
 
 @pytest.mark.parametrize("margin", [-0.1, 1.0, 2])

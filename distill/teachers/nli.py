@@ -46,6 +46,7 @@ class NLITeacher(Teacher):
         # A softmax over one label is always 1, so one label is scored entail-vs-contradict.
         self.multi_label = bool(cfg.multi_label) or len(self.labels) == 1
         self.hypotheses, owner = hypotheses_for(cfg, self.labels)
+        self.owner = np.asarray(owner)  # [H]: the label each hypothesis speaks for
         # [H, K]: averages each label's hypotheses (one per label unless a prompt ensemble is set).
         self.pool_matrix = np.zeros((len(self.hypotheses), len(self.labels)), dtype=np.float32)
         self.pool_matrix[np.arange(len(owner)), owner] = 1.0
@@ -75,9 +76,10 @@ class NLITeacher(Teacher):
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         batch_size = batch_size or self.batch_size
-        logits = self._pair_logits(texts, batch_size, progress)
-        probs = self._scores(logits.reshape(len(texts), len(self.hypotheses), -1))
-        return self._recheck(texts, probs, batch_size, progress)
+        logits = self._pair_logits(self.encode(texts), batch_size, progress)
+        logits = logits.reshape(len(texts), len(self.hypotheses), -1)
+        probs = self._scores(logits)
+        return self._recheck(texts, logits, probs, batch_size, progress)
 
     def batch_size_for(self, n_texts: int) -> int:
         return n_texts * len(self.hypotheses)
@@ -93,14 +95,22 @@ class NLITeacher(Teacher):
     def encode(self, texts: list[str]) -> dict:
         """Tokenize every (text, hypothesis) pair, text-major, unpadded; only the text is ever truncated."""
         premises = [text for text in texts for _ in self.hypotheses]
-        enc = self.tokenizer(premises, self.hypotheses * len(texts), truncation="only_first",
-                             max_length=self.max_length)
+        return self.encode_pairs(premises, self.hypotheses * len(texts))
+
+    def encode_pairs(self, premises: list[str], hypotheses: list[str]) -> dict:
+        """Tokenize (premise, hypothesis) pairs, unpadded; only the premise is ever truncated."""
+        enc = self.tokenizer(premises, hypotheses, truncation="only_first", max_length=self.max_length)
         return {name: enc[name] for name in self.input_names if name in enc}
 
-    def _recheck(self, texts: list[str], probs: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
+    def _recheck(self, texts: list[str], logits: np.ndarray, probs: np.ndarray, batch_size: int,
+                 progress: bool) -> np.ndarray:
         """`probs` with every near tie (top two labels closer than teacher.recheck_margin) scored again
         by the float32 model: reduced precision moves probabilities by up to ~0.03, which is enough to
-        flip the label of a text the model barely decides, and only of such a text."""
+        flip the label of a text the model barely decides, and only of such a text.
+
+        Only the contenders are scored again: the pairs of every label within the margin of the top one
+        (usually two of K). The others, at least the margin behind, keep their reduced-precision logits;
+        `logits` [N, H, C] is updated in place."""
         if not self.recheck_margin or probs.shape[1] < 2:
             return probs
         near = np.flatnonzero(top_margin(probs) < self.recheck_margin)
@@ -111,17 +121,20 @@ class NLITeacher(Teacher):
                      self.recheck_margin)
             _, self._exact = load_nli_model(self.cfg.model, self.device, torch.float32)
             fast_deberta.install(self._exact)
-        subset = [texts[i] for i in near]
-        logits = self._pair_logits(subset, batch_size, progress, functools.partial(run_model, self._exact, self.device))
-        probs[near] = self._scores(logits.reshape(len(subset), len(self.hypotheses), -1))
+        contenders = probs[near] >= probs[near].max(axis=1, keepdims=True) - self.recheck_margin  # [n, K]
+        rows, hyps = np.nonzero(contenders[:, self.owner])  # [n, H] -> the pairs to score again
+        features = self.encode_pairs([texts[near[r]] for r in rows], [self.hypotheses[h] for h in hyps])
+        exact = functools.partial(run_model, self._exact, self.device)
+        logits[near[rows], hyps] = self._pair_logits(features, batch_size, progress, exact)
+        probs[near] = self._scores(logits[near])
         self.rechecked += len(near)
         return probs
 
-    def _pair_logits(self, texts: list[str], batch_size: int, progress: bool, forward=None) -> np.ndarray:
-        """Model logits [N*K, C] for all pairs, forwarded longest first in dynamically padded batches
-        (by `forward`, a padded batch -> logits; the teacher's own `_forward` when None)."""
+    def _pair_logits(self, features: dict, batch_size: int, progress: bool, forward=None) -> np.ndarray:
+        """Model logits [P, C] for the P encoded pairs of `features`, forwarded longest first in
+        dynamically padded batches (by `forward`, a padded batch -> logits; the teacher's own `_forward`
+        when None)."""
         forward = forward or self._forward
-        features = self.encode(texts)
         lengths = np.array([len(ids) for ids in features["input_ids"]])
         # Longest first: a batch too big for memory fails at once, not at the end of a long run.
         order = np.argsort(-lengths, kind="stable")
