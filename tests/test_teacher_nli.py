@@ -270,6 +270,8 @@ def test_reduced_precision_keeps_a_float32_head(tiny_nli_3way):
 
 
 def test_near_ties_are_scored_again_in_float32(tiny_nli_3way):
+    import torch
+
     exact = make_teacher(tiny_nli_3way).predict_proba(TEXTS)
     unchecked = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=0)
     rough = unchecked.predict_proba(TEXTS)
@@ -278,6 +280,7 @@ def test_near_ties_are_scored_again_in_float32(tiny_nli_3way):
     margins = top[:, 0] - np.sort(rough, 1)[:, -2]
     cut = float(np.median(margins))
     half = make_teacher(tiny_nli_3way, dtype="float16", recheck_margin=cut)
+    assert next(half._exact.parameters()).dtype == torch.float32  # copied at load, not read again later
     probs = half.predict_proba(TEXTS)
     near = margins < cut
     assert 0 < half.rechecked == near.sum() < len(TEXTS)

@@ -9,6 +9,7 @@ set it) is already right for a process that does nothing else, and overriding it
 """
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 from typing import Sequence
@@ -58,7 +59,7 @@ class NLITeacher(Teacher):
         # Reduced precision only (a torch model in bf16/fp16): near ties are scored again in float32.
         self.recheck_margin = recheck_margin(cfg.recheck_margin) if self.compilable and self.dtype != torch.float32 else 0.0
         self.rechecked = 0  # texts scored again in float32 so far
-        self._exact = None  # the float32 model for them, loaded at the first near tie
+        self._exact = None  # the float32 model for them (built by _load when the recheck is on)
         self.tokenizer, self.config = self._load()
         label2id = dict(self.config.label2id)
         self.entailment_id = entailment_id(label2id, cfg.model)
@@ -116,11 +117,6 @@ class NLITeacher(Teacher):
         near = np.flatnonzero(top_margin(probs) < self.recheck_margin)
         if not len(near):
             return probs
-        if self._exact is None:
-            log.info("teacher %s: scoring near ties (label margin < %g) again in float32", self.name,
-                     self.recheck_margin)
-            _, self._exact = load_nli_model(self.cfg.model, self.device, torch.float32)
-            fast_deberta.install(self._exact)
         contenders = probs[near] >= probs[near].max(axis=1, keepdims=True) - self.recheck_margin  # [n, K]
         rows, hyps = np.nonzero(contenders[:, self.owner])  # [n, H] -> the pairs to score again
         features = self.encode_pairs([texts[near[r]] for r in rows], [self.hypotheses[h] for h in hyps])
@@ -148,9 +144,14 @@ class NLITeacher(Teacher):
 
     def _load(self):
         """(tokenizer, model config); a backend other than torch overrides this, `_pad` and `_forward`."""
-        tokenizer, self.model = load_nli_model(self.cfg.model, self.device, self.dtype)
+        tokenizer, self.model, self._exact = load_nli_model(self.cfg.model, self.device, self.dtype,
+                                                            float32_copy=bool(self.recheck_margin))
         # DeBERTa-v2/v3: same logits, about half the CPU time on short texts (see fast_deberta.py).
         self.compact_layers = fast_deberta.install(self.model)
+        if self._exact is not None:
+            fast_deberta.install(self._exact)
+            log.info("teacher %s: near ties (label margin < %g) are scored again by a float32 copy", self.name,
+                     self.recheck_margin)
         self.forward = compiled.CompiledModel(self.model) if self.compiled else self.model
         return tokenizer, self.model.config
 
@@ -200,23 +201,26 @@ def run_model(model, device: torch.device, batch) -> np.ndarray:
     return model(**batch.to(device)).logits.float().cpu().numpy()
 
 
-def load_nli_model(ref: str, device: torch.device, dtype: torch.dtype):
-    """Tokenizer and eval-mode NLI classifier on `device`, the encoder in `dtype`.
+def load_nli_model(ref: str, device: torch.device, dtype: torch.dtype, float32_copy: bool = False):
+    """(tokenizer, eval-mode NLI classifier on `device` with the encoder in `dtype`, its float32 copy or None).
 
     In reduced precision the head (`HEAD_MODULES`) keeps its float32 weights and computes in float32:
     logits rounded to bfloat16 are only ~0.016 apart near 2-4, so nearly tied labels of a text would
-    come out exactly tied, and an argmax of ties is decided by position, not by the model."""
+    come out exactly tied, and an argmax of ties is decided by position, not by the model.
+    `float32_copy` (reduced precision only): also the whole model in float32, copied from the weights
+    already read, not read again, for the recheck of near ties (teacher.recheck_margin)."""
     if dtype == torch.float32:
-        return load_model(ref, "teacher.model", AutoModelForSequenceClassification, device, dtype)
+        return (*load_model(ref, "teacher.model", AutoModelForSequenceClassification, device, dtype), None)
     tokenizer, model = load_model(ref, "teacher.model", AutoModelForSequenceClassification,
                                   torch.device("cpu"), torch.float32)
+    exact = copy.deepcopy(model).to(device) if float32_copy else None
     heads = {name: module for name, module in model.named_children() if name in HEAD_MODULES}
     for name in heads:
         setattr(model, name, torch.nn.Identity())  # out of the way of the cast below
     model.to(dtype)
     for name, module in heads.items():
         setattr(model, name, Float32(module))
-    return tokenizer, model.to(device)
+    return tokenizer, model.to(device), exact
 
 
 class Float32(torch.nn.Module):
