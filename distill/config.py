@@ -79,7 +79,7 @@ class TeacherConfig:
     descriptions: Dict[str, List[str]] = field(default_factory=dict)
     multi_label: bool = False
     # nli/onnx: (text, hypothesis) pairs per forward pass; embedding, classifier: texts. null: the device's
-    # own (distill.device.teacher_batch): 64 on a CPU, capped at 4,096 padded tokens; 512 on a GPU, capped at 32,768
+    # own (distill.device.teacher_batch): 64 on a CPU, capped at 1,024 padded tokens; 512 on a GPU, capped at 32,768
     batch_size: Optional[int] = None
     max_tokens: Optional[int] = None  # nli: also cap each batch at this many padded tokens (short pairs, bigger batches)
     max_length: int = 512

@@ -153,7 +153,7 @@ def test_teacher_batches_follow_the_device_unless_set():
     from distill.device import teacher_batch
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert teacher_batch(None, None, cpu) == (64, 4096)  # a long pair among short ones pads a batch of 64 to itself
+    assert teacher_batch(None, None, cpu) == (64, 1024)  # cache-sized; a long pair among short ones pads a batch to itself
     assert teacher_batch(None, 8192, cpu) == (64, 8192)
     assert teacher_batch(None, None, gpu) == (512, 32768)  # a GPU idles on small batches
     assert teacher_batch(None, 4096, gpu) == (512, 4096)
