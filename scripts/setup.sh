@@ -22,9 +22,10 @@ fi
 echo "setup: installing $TORCH_SPEC into $VENV" >&2
 # shellcheck disable=SC2086
 pip install $TORCH_SPEC 2>&1 | grep -v "is ignored: it is neither" >&2 || true
-"$VENV/bin/python" -c 'import torch' || { echo "setup: torch failed to install" >&2; exit 1; }
+# -W: torch warns that numpy is missing, which is only true until the next line installs it
+"$VENV/bin/python" -W ignore::UserWarning -c 'import torch' || { echo "setup: torch failed to install" >&2; exit 1; }
 constraints="$VENV/constraints.txt"
-"$VENV/bin/python" -c 'import torch; print("torch==" + torch.__version__)' > "$constraints"
+"$VENV/bin/python" -W ignore::UserWarning -c 'import torch; print("torch==" + torch.__version__)' > "$constraints"
 
 echo "setup: installing distill[dev] (editable) into $VENV" >&2
 pip install -c "$constraints" -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
