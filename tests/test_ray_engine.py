@@ -18,6 +18,9 @@ from test_stages import make_cfg  # noqa: F401  (fixture)
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'distill[ray]')")
 RAY = ("ray.num_workers=2", "ray.cpus_per_worker=1")
+# Ray and the local engine batch the rows differently: equal probabilities are a float32 property (in bf16, which
+# `auto` picks on CPUs where it is fast, a text's probabilities move with its batch's shape).
+FP32 = "teacher.dtype=float32"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,8 +40,8 @@ def rows(n: int = 1100) -> pd.DataFrame:
 
 
 def test_ray_labels_equal_local_labels_row_by_row(make_cfg):  # noqa: F811
-    local_cfg = make_cfg("data.pool_size=35", "paths.outputs=${paths.data}/../local")
-    ray_cfg = make_cfg("data.pool_size=35", "paths.outputs=${paths.data}/../ray", "label.engine=ray", *RAY)
+    local_cfg = make_cfg(FP32, "data.pool_size=35", "paths.outputs=${paths.data}/../local")
+    ray_cfg = make_cfg(FP32, "data.pool_size=35", "paths.outputs=${paths.data}/../ray", "label.engine=ray", *RAY)
     local = pd.read_parquet(label.run(local_cfg)["labels_path"])
     result = label.run(ray_cfg)
     remote = pd.read_parquet(result["labels_path"])
@@ -74,7 +77,7 @@ def test_ray_predictions_equal_local_predictions_row_by_row(make_cfg, tmp_path, 
     frame = rows()
     {".csv": lambda p: frame.to_csv(p, index=False), ".parquet": lambda p: frame.to_parquet(p, index=False),
      ".jsonl": lambda p: frame.to_json(p, orient="records", lines=True)}[ext](source)
-    common = ("predict.model=teacher", f"input={source}", "predict.threshold=0.4")
+    common = (FP32, "predict.model=teacher", f"input={source}", "predict.threshold=0.4")
     local = predict.run(make_cfg(*common, f"predict.output={tmp_path / ('local' + ext)}"))
     remote = predict.run(make_cfg(*common, f"predict.output={tmp_path / ('ray' + ext)}", "predict.engine=ray", *RAY))
     assert remote["n_rows"] == local["n_rows"] == 1100 and remote["n_missing_text"] == 2

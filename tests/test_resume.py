@@ -46,7 +46,10 @@ def test_sigkill_then_rerun_resumes_and_matches(tmp_path, tiny_nli_2way, workers
     data = tmp_path / "data"
     write_pool(data, 1600)
     killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
-    # The killed runs use `workers` label processes (killed with their parent's group); the clean one, one.
+    # The killed runs use `workers` label processes (killed with their parent's group); so does the clean one,
+    # the same command: the promise is the labels of an uninterrupted run, in whatever precision `auto` picks on
+    # this CPU (in bf16 a text's probabilities move with its batch's shape, so the batches must be the same ones;
+    # that 2 workers give one process's labels is a float32 property, tested in test_stages).
     cmd = label_cmd(data, killed_out, tiny_nli_2way, workers)
     # Kill twice at different points, then let it finish.
     assert kill_after_shards(cmd, killed_out, 3), "the run finished before it could be killed"
@@ -55,7 +58,7 @@ def test_sigkill_then_rerun_resumes_and_matches(tmp_path, tiny_nli_2way, workers
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming" in done.stdout + done.stderr  # Hydra logs to stdout; progress bars go to stderr
-    subprocess.run(label_cmd(data, clean_out, tiny_nli_2way), check=True, capture_output=True, timeout=300)
+    subprocess.run(label_cmd(data, clean_out, tiny_nli_2way, workers), check=True, capture_output=True, timeout=300)
 
     [killed] = killed_out.glob("labels/sst2/*/labels.parquet")
     [clean] = clean_out.glob("labels/sst2/*/labels.parquet")
