@@ -1,7 +1,11 @@
 """Benchmark the label engine: distill's NLITeacher vs transformers' zero-shot pipeline vs txtai Labels.
 
-One run, same NLI model, device, dtype and held-out texts for all three; distill labels as `stage=label`
-does with the same overrides (`label.workers=2`: in two worker processes of one thread each). Each is
+One run, same NLI model, device and held-out texts for all; distill labels as `stage=label` does with the
+same overrides (`label.workers=2`: in two worker processes of one thread each), in the precision it picks
+(`teacher.dtype`). The pipeline (batch 32) and txtai's `Labels` run at their own defaults, as their users
+run them: float32. Where distill's precision is not float32 (bf16 on GPUs and on CPUs where it is fast),
+`pipeline_matched` is the same pipeline given distill's precision too, for a same-precision comparison
+(its speedup is reported beside the others, `speedup_vs_pipeline_matched`). Each is
 timed on the whole list after an untimed warm-up on the longest and shortest texts (its seconds, with
 building the contender, are reported as `setup_s`: a compiled teacher compiles there), compared with the pipeline (argmax
 agreement, max |dp|) and scored against gold (for information). Positional arguments are Hydra overrides for every data set:
@@ -53,7 +57,7 @@ from distill.teachers.processes import deal
 
 log = logging.getLogger("bench_label")
 
-CONTENDERS = ("distill", "pipeline", "txtai")
+CONTENDERS = ("distill", "pipeline", "pipeline_matched", "txtai")
 HELDOUT_SIZE = {"sst2": None, "ag_news": 1000}  # None: the whole held-out set (sst2: 872 dev sentences)
 PIPELINE_BATCH = 32  # pairs a forward pass, as the pipeline counts them
 WARMUP_TEXTS = 4
@@ -150,7 +154,9 @@ def make_distill(cfg, labels, template, device, dtype):
 
 
 def make_pipeline(cfg, labels, template, device, dtype):
-    clf = transformers.pipeline("zero-shot-classification", model=model_folder(cfg), device=device, dtype=dtype)
+    """dtype None: the pipeline's own default precision (float32 for a float32 checkpoint)."""
+    clf = transformers.pipeline("zero-shot-classification", model=model_folder(cfg), device=device,
+                                **({} if dtype is None else {"dtype": dtype}))
 
     def predict(texts):
         out = clf(texts, candidate_labels=labels, hypothesis_template=template, batch_size=PIPELINE_BATCH)
@@ -167,8 +173,9 @@ def make_pipeline(cfg, labels, template, device, dtype):
 def make_txtai(cfg, labels, template, device, dtype):
     from txtai.pipeline import Labels
 
-    # Its defaults for everything about inference; only device and dtype are pinned to distill's.
-    model = Labels(path=model_folder(cfg), gpu=device, dtype=dtype)
+    # Its defaults for everything about inference (precision included, unless dtype is given); only the device
+    # is pinned to distill's.
+    model = Labels(path=model_folder(cfg), gpu=device, **({} if dtype is None else {"dtype": dtype}))
     clf = model.pipeline
     # Labels never passes a template, so the pipeline's own default applies; read it rather than assume it.
     own_template = inspect.signature(clf.preprocess).parameters["hypothesis_template"].default
@@ -185,7 +192,8 @@ def make_txtai(cfg, labels, template, device, dtype):
                               "dtype": clf.model.dtype}
 
 
-MAKERS = {"distill": make_distill, "pipeline": make_pipeline, "txtai": make_txtai}
+MAKERS = {"distill": make_distill, "pipeline": make_pipeline, "pipeline_matched": make_pipeline, "txtai": make_txtai}
+AT_DEFAULTS = {"pipeline", "txtai"}  # run at their own default precision; the others in distill's
 
 
 def model_folder(cfg) -> str:
@@ -208,7 +216,8 @@ def run_contender(name, cfg, labels, texts, gold, device, dtype) -> tuple[dict, 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    predict, padding, info = MAKERS[name](cfg, labels, cfg.teacher.template, device, dtype)
+    own = None if name in AT_DEFAULTS else dtype
+    predict, padding, info = MAKERS[name](cfg, labels, cfg.teacher.template, device, own)
     owner = getattr(predict, "__self__", None)  # a ProcessPoolTeacher: its workers' memory counts too
     for batch in warmup_batches(texts):
         predict(batch)
@@ -244,6 +253,11 @@ def bench_dataset(name: str, contenders: list[str], n_texts: int | None, overrid
     results, probs, infos = {}, {}, {}
     for contender in contenders:
         bar.set_postfix_str(f"{name}/{contender}")
+        if contender == "pipeline_matched" and dtype == torch.float32:
+            log.info("%s/pipeline_matched: distill's precision here is float32, the pipeline's own: not run twice",
+                     name)
+            bar.update()
+            continue
         results[contender], probs[contender], infos[contender] = run_contender(
             contender, cfg, labels, texts, gold, device, dtype)
         gc.collect()
@@ -260,7 +274,8 @@ def bench_dataset(name: str, contenders: list[str], n_texts: int | None, overrid
     entry = {"n_texts": len(texts), "n_labels": len(labels), "contenders": results,
              "agreement_with_pipeline": distill.get("agreement_with_pipeline"),
              "agreement_with_fp32_pipeline": distill.get("agreement_with_fp32_pipeline"),
-             "speedup_vs_pipeline": speedup(speed, "pipeline"), "speedup_vs_txtai": speedup(speed, "txtai")}
+             "speedup_vs_pipeline": speedup(speed, "pipeline"), "speedup_vs_txtai": speedup(speed, "txtai"),
+             "speedup_vs_pipeline_matched": speedup(speed, "pipeline_matched")}
     return entry, {"model": model_folder(cfg), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
                    "contenders": infos}
 
