@@ -18,7 +18,7 @@ labellings of distill.compiled.MIN_PAIRS pairs or more, and these held-out sets 
 Padding efficiency (real tokens / padded tokens) follows how each contender batches its N x K pairs:
 distill deals the texts out to its `label.workers` processes, and each sorts its pairs longest first
 into batches of `teacher.batch_size` pairs (and `teacher.max_tokens` padded tokens; both by device when
-null: 64 uncapped on a CPU, 512 capped at 32,768 on a GPU), replayed here with the teacher's own `encode`
+null: 64 capped at 1,024 tokens on a CPU, 512 capped at 32,768 on a GPU), replayed here with the teacher's own `encode`
 and `batches`; the pipeline takes
 them in input order, 32 a batch; txtai's Labels passes no batch_size, so the pipeline forwards one pair
 at a time. Peak RSS is VmHWM, reset before each contender (Linux only;

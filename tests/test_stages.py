@@ -73,7 +73,8 @@ def test_label_rerun_is_a_cache_hit_and_resume_matches(make_cfg):
 
 def test_label_workers_give_the_labels_of_one_process(make_cfg):
     one = pd.read_parquet(label.run(make_cfg("teacher.device=cpu", "teacher.dtype=float32"))["labels_path"])
-    cfg = make_cfg("teacher.device=cpu", "teacher.dtype=float32", "label.workers=2")  # CPU workers (on a GPU the teacher runs in-process)
+    # CPU workers (on a GPU the teacher runs in-process)
+    cfg = make_cfg("teacher.device=cpu", "teacher.dtype=float32", "label.workers=2")
     shutil.rmtree(artifacts.labels_dir(cfg, "pool"))  # same identity: label it again, now in 2 processes
     out = label.run(cfg)
     assert out["cached"] is False
