@@ -5,8 +5,9 @@ torch.compile's inductor backend, with `max_autotune` and frozen weights, writes
 themselves. That matters on virtual machines that advertise AMX but hide the CPUID leaf describing the
 tiles: there oneDNN's bf16 kernels (what eager torch calls) die with SIGILL, while inductor's run, at
 about 2.5x float32's speed on a BERT-sized product (see cpu_bf16). DeBERTa's attention products, which
-inductor leaves to aten, run in float32 (fast_deberta.float32_products), and on such a CPU aten runs
-without oneDNN, so nothing reaches the broken kernels.
+inductor leaves to aten, run in float32 there (fast_deberta.float32_products), and on such a CPU aten
+runs without oneDNN, so nothing reaches the broken kernels; where eager bf16 is fast (cpu_bf16's verdict,
+e.g. AVX512-BF16 on an AMD Zen 4), they stay in bf16.
 
 Compiling costs minutes once per process (2-3 on one core for a DeBERTa-v3-xsmall teacher; more again the
 first time a longer length range shows up), so `teacher.compile=auto` compiles only a labelling big

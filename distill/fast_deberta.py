@@ -16,6 +16,11 @@ for students cut at 128 tokens and for most NLI pairs), the whole self-attention
 ("skew") of Transformer-XL, a reshape and two slices, instead of a gather with an index expanded to
 [B, H, L, L]; the 1/sqrt(d) scale is applied to the query and to the position queries instead of to
 the [L, L] scores and the transposed keys. Same dot products, so the same logits to float rounding.
+
+A sequence classifier reads only the first token ([CLS]) of the last layer, so `first_token_only` has
+that layer compute only that token's row (its keys and values still come from every token): the
+query, attention output and feed-forward of the other rows are skipped, about a twelfth of a
+12-layer model's arithmetic, with the same logits to float rounding.
 """
 from __future__ import annotations
 
@@ -28,12 +33,14 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def install(model: torch.nn.Module, max_length: int | None = None) -> int:
+def install(model: torch.nn.Module, max_length: int | None = None, bf16_products: bool = False) -> int:
     """Patch every DeBERTa-v2 self-attention module of `model`; returns how many were patched.
 
     `max_length`: the longest input the model will be given, for ONNX export: a traced graph cannot
     choose its path by length, so the skewed attention goes into it only when every length up to
-    `max_length` is exact; otherwise the compact gather does."""
+    `max_length` is exact; otherwise the compact gather does.
+    `bf16_products`: compiled in bf16 on a CPU, keep the attention products in bf16 (where eager bf16
+    is fast: cpu_bf16's verdict) instead of float32 (float32_products)."""
     try:
         from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
     except ImportError:  # a transformers without DeBERTa-v2: nothing to patch
@@ -45,6 +52,7 @@ def install(model: torch.nn.Module, max_length: int | None = None) -> int:
             module.disentangled_attention_bias = types.MethodType(_compact_bias(original), module)
             module.forward = types.MethodType(_skewed_forward(module.forward), module)
             module.distill_max_length = max_length
+            module.distill_bf16_products = bf16_products
             patched += 1
     if patched:
         log.debug("distill's relative attention installed in %d layers", patched)
@@ -68,7 +76,7 @@ def _skewed_forward(original):
         if not (output_attentions or query_states is not None or self.training or not usual):
             if skew_fits(self, hidden_states.size(-2)):
                 return skewed_attention(self, hidden_states, attention_mask, rel_embeddings), None
-            if float32_products(hidden_states):
+            if float32_products(self, hidden_states):
                 return gathered_attention(self, hidden_states, attention_mask, relative_pos, rel_embeddings), None
         return original(hidden_states, attention_mask, output_attentions, query_states=query_states,
                         relative_pos=relative_pos, rel_embeddings=rel_embeddings)
@@ -108,6 +116,63 @@ def skewed_attention(self, hidden, mask, rel_embeddings):
     return _context(scores, mask, value, hidden.dtype)
 
 
+def first_token_only(model: torch.nn.Module) -> bool:
+    """Have the last layer of a DeBERTa-v2 sequence classifier (`install`ed) compute only its first
+    token, the one the classification head reads; True when patched. Eval only, and only where the
+    skewed attention applies (exact relative positions); other calls run the layer as it was. The
+    model's last hidden state is then [B, 1, hidden]: only for a model whose logits are all that is read."""
+    try:
+        from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2ForSequenceClassification
+    except ImportError:
+        return False
+    if not isinstance(model, DebertaV2ForSequenceClassification) or getattr(model.deberta, "z_steps", 0) > 1:
+        return False
+    layers = model.deberta.encoder.layer
+    attention = layers[-1].attention.self
+    if len(layers) < 2 or not hasattr(attention, "distill_max_length"):  # layer 0 may have a conv after it
+        return False
+    layers[-1].forward = types.MethodType(_first_token_forward(layers[-1].forward), layers[-1])
+    return True
+
+
+def _first_token_forward(original):
+    def forward(self, hidden_states, attention_mask, query_states=None, relative_pos=None, rel_embeddings=None,
+                output_attentions=False):
+        attention = self.attention.self
+        if (self.training or output_attentions or query_states is not None or rel_embeddings is None
+                or attention_mask.dim() != 4 or torch.jit.is_tracing()
+                or not skew_fits(attention, hidden_states.size(-2))):
+            return original(hidden_states, attention_mask, query_states=query_states, relative_pos=relative_pos,
+                            rel_embeddings=rel_embeddings, output_attentions=output_attentions)
+        first = hidden_states[:, :1]
+        context = first_token_attention(attention, hidden_states, attention_mask, rel_embeddings)
+        attention_output = self.attention.output(context, first)
+        return self.output(self.intermediate(attention_output), attention_output), None
+    return forward
+
+
+def first_token_attention(self, hidden, mask, rel_embeddings):
+    """The first row of `skewed_attention` -> context [B, 1, hidden]. Its relative distance to token j is
+    -j for both terms: c2p reads table row span - j with the first query, p2c the same row with key j."""
+    length, span, heads = hidden.size(1), self.pos_ebd_size, self.num_attention_heads
+    query = _split(self.query_proj(hidden[:, :1]), heads)
+    key, value = _split(self.key_proj(hidden), heads), _split(self.value_proj(hidden), heads)
+    if float32_products(self, query):
+        query, key, value = query.float(), key.float(), value.float()
+    factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+    scale = math.sqrt(query.size(-1) * factor)
+    query = query / scale
+    scores = torch.matmul(query, key.transpose(-1, -2))  # [B, H, 1, L]
+    rows = rel_embeddings[span - length + 1:span + 1].flip(0)  # row j: table row span - j
+    if "c2p" in self.pos_att_type:
+        pos_key = _heads(self.key_proj(rows) if self.share_att_key else self.pos_key_proj(rows), heads)
+        scores = scores + torch.matmul(query, pos_key.to(query.dtype).transpose(-1, -2))
+    if "p2c" in self.pos_att_type:
+        pos_query = _heads(self.query_proj(rows) if self.share_att_key else self.pos_query_proj(rows), heads)
+        scores = scores + (key * pos_query.to(key.dtype)).sum(-1).unsqueeze(-2) / scale
+    return _context(scores, mask[:, :, :1], value, hidden.dtype)
+
+
 def _by_head(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """x [B, H, L, d] against the position table [1, H, R, d] shared by the batch -> [B, H, L, R]: one
     product per head over all B*L rows (H big products instead of B*H small ones; the same dot products)."""
@@ -133,7 +198,7 @@ def _projections(self, hidden):
     """(query, key, value) [B, H, L, d] (float32 where float32_products says so) and the score scale factor."""
     heads = self.num_attention_heads
     query, key, value = (_split(proj(hidden), heads) for proj in (self.query_proj, self.key_proj, self.value_proj))
-    if float32_products(query):
+    if float32_products(self, query):
         query, key, value = query.float(), key.float(), value.float()
     return query, key, value, 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
 
@@ -145,11 +210,14 @@ def _context(scores, mask, value, dtype):
     return context.transpose(1, 2).reshape(context.size(0), context.size(2), -1).to(dtype)
 
 
-def float32_products(x: torch.Tensor) -> bool:
-    """Compiled for a CPU (distill/compiled.py), bf16 attention products run in float32: inductor has no
-    bf16 batched-product kernel of its own, and aten's runs on oneDNN, slower than float32 where oneDNN
-    is kept off AMX (see cpu_bf16); float32 scores and softmax are also closer to the float32 model."""
-    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and torch.compiler.is_compiling()
+def float32_products(self, x: torch.Tensor) -> bool:
+    """Compiled for a CPU (distill/compiled.py), bf16 attention products run in float32 unless the
+    layer was installed with `bf16_products`: inductor has no bf16 batched-product kernel of its own,
+    and aten's runs on oneDNN, slower than float32 where oneDNN is kept off AMX (see cpu_bf16); where
+    eager bf16 is fast (AVX512-BF16 without the AMX trouble), bf16 products are about 12% faster on a
+    teacher than float32 ones."""
+    return (x.dtype == torch.bfloat16 and x.device.type == "cpu" and torch.compiler.is_compiling()
+            and not getattr(self, "distill_bf16_products", False))
 
 
 def _split(x: torch.Tensor, heads: int) -> torch.Tensor:

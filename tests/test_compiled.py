@@ -136,6 +136,23 @@ def test_the_real_teacher_compiled_in_bf16_keeps_its_labels():
         assert out["describe"]["dtype"] == "bfloat16"
 
 
+@pytest.mark.parametrize("verdict,bf16_products", [("1,compiled", True), ("0,crash,compiled", False)])
+def test_compiled_bf16_attention_products_stay_bf16_only_where_eager_bf16_is_fast(stated, tmp_path, verdict,
+                                                                                   bf16_products):
+    """Compiled in bf16, DeBERTa's attention products run in bf16 where eager bf16 is fast (oneDNN's bf16
+    kernels: AVX512-BF16), in float32 where they crash or are slow (fast_deberta.float32_products)."""
+    from distill.config import TeacherConfig
+    from distill.teachers import build_teacher
+
+    stated(verdict)
+    model = build_tiny_deberta(tmp_path / "nli", {0: "entailment", 1: "not_entailment"})
+    teacher = build_teacher(TeacherConfig(name="t", model=str(model), device="cpu", dtype="bfloat16",
+                                          compile="true"), ["good", "bad"])  # torch.compile is lazy: no compile here
+    flags = [m.distill_bf16_products for m in teacher.model.modules() if hasattr(m, "distill_bf16_products")]
+    assert flags == [bf16_products] * 2  # both layers
+    assert not any(m.distill_bf16_products for m in teacher._exact.modules() if hasattr(m, "distill_bf16_products"))
+
+
 def test_a_failed_compile_is_one_clear_error(stated):
     stated("0")
     model = compiled.CompiledModel(torch.nn.Linear(4, 2))

@@ -210,7 +210,7 @@ def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
         real = getattr(fast_deberta, name)
         monkeypatch.setattr(fast_deberta, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
     if path == "gathered":  # what float32_products says when compiled in bf16 on a CPU
-        monkeypatch.setattr(fast_deberta, "float32_products", lambda x: True)
+        monkeypatch.setattr(fast_deberta, "float32_products", lambda self, x: True)
     torch.manual_seed(0)
     config = tiny_deberta_config(position_buckets=buckets, max_relative_positions=-1, initializer_range=0.3,
                                  num_labels=3)
@@ -229,6 +229,59 @@ def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
     assert calls == expected * 2  # once per layer
     assert want.abs().max() > 0.5  # logits far from zero, so the comparison means something
     assert (want - got).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("buckets,length,first_token", [
+    (256, 40, True),  # exact relative positions: the last layer computes the first token only
+    (-1, 24, True),
+    (16, 9, True),
+    (16, 10, False),  # log-bucketed positions: the whole last layer, as transformers computes it
+])
+@pytest.mark.parametrize("share_att_key", [True, False])
+def test_first_token_only_last_layer_is_exact(buckets, length, first_token, share_att_key, monkeypatch):
+    """A DeBERTa classifier whose last layer computes only the first token gives the same logits, with
+    padding in the batch, and leaves that layer whole where the skewed attention does not apply."""
+    import copy
+
+    import torch
+    from transformers import DebertaV2ForSequenceClassification
+
+    from distill import fast_deberta
+
+    calls = []
+    real = fast_deberta.first_token_attention
+    monkeypatch.setattr(fast_deberta, "first_token_attention", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    config = tiny_deberta_config(position_buckets=buckets, max_relative_positions=-1, initializer_range=0.3,
+                                 num_labels=3, share_att_key=share_att_key)
+    reference = DebertaV2ForSequenceClassification(config).eval()
+    fast = copy.deepcopy(reference)
+    assert fast_deberta.install(fast) == 2
+    assert fast_deberta.first_token_only(fast)
+    ids = torch.randint(5, 100, (6, length))
+    mask = torch.ones_like(ids)
+    mask[2, length // 2:] = 0
+    mask[4, 3:] = 0
+    with torch.inference_mode():
+        want = reference(input_ids=ids, attention_mask=mask).logits
+        got = fast(input_ids=ids, attention_mask=mask).logits
+    assert len(calls) == int(first_token)  # the last layer only
+    assert want.abs().max() > 0.5
+    assert (want - got).abs().max() < 1e-5
+    fast.train()  # training needs every token's gradient: the layer runs whole
+    fast(input_ids=ids, attention_mask=mask)
+    assert len(calls) == int(first_token)
+
+
+def test_first_token_only_needs_an_installed_deberta_classifier(tiny_nli_2way):
+    import torch
+    from transformers import AutoModelForSequenceClassification, DebertaV2ForSequenceClassification
+
+    from distill.fast_deberta import first_token_only
+
+    assert not first_token_only(AutoModelForSequenceClassification.from_pretrained(tiny_nli_2way))
+    torch.manual_seed(0)
+    assert not first_token_only(DebertaV2ForSequenceClassification(tiny_deberta_config()))  # not installed
 
 
 def test_compact_attention_leaves_other_models_alone(tiny_nli_2way):

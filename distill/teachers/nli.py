@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from ..config import TeacherConfig
-from .. import compiled
+from .. import compiled, cpu_bf16
 from ..device import resolve_device, resolve_dtype, teacher_batch
 from ..errors import DistillError
 from ..hub import load_model
@@ -146,10 +146,15 @@ class NLITeacher(Teacher):
         """(tokenizer, model config); a backend other than torch overrides this, `_pad` and `_forward`."""
         tokenizer, self.model, self._exact = load_nli_model(self.cfg.model, self.device, self.dtype,
                                                             float32_copy=bool(self.recheck_margin))
-        # DeBERTa-v2/v3: same logits, about half the CPU time on short texts (see fast_deberta.py).
-        self.compact_layers = fast_deberta.install(self.model)
+        # DeBERTa-v2/v3: same logits, about half the CPU time on short texts (see fast_deberta.py); the
+        # last layer computes only the token the head reads. Compiled in bf16, attention products stay
+        # bf16 where eager bf16 is fast on this CPU.
+        bf16_products = self.compiled and self.dtype == torch.bfloat16 and cpu_bf16.verdict().use
+        self.compact_layers = fast_deberta.install(self.model, bf16_products=bf16_products)
+        fast_deberta.first_token_only(self.model)
         if self._exact is not None:
             fast_deberta.install(self._exact)
+            fast_deberta.first_token_only(self._exact)
             log.info("teacher %s: near ties (label margin < %g) are scored again by a float32 copy", self.name,
                      self.recheck_margin)
         self.forward = compiled.CompiledModel(self.model) if self.compiled else self.model
