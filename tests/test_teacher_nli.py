@@ -185,6 +185,32 @@ def test_descriptions_must_cover_every_label(tiny_nli_2way):
                      descriptions={"positive": ["good."], "negative": ["bad."], "neutral": ["meh."]})
 
 
+def deberta_pair(**overrides):
+    """(a tiny random DeBERTa-v2 classifier in eval mode, its copy for distill to patch)."""
+    import copy
+
+    import torch
+    from transformers import DebertaV2ForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_deberta_config(max_relative_positions=-1, initializer_range=0.3, num_labels=3, **overrides)
+    reference = DebertaV2ForSequenceClassification(config).eval()
+    return reference, copy.deepcopy(reference)
+
+
+def padded_logits(reference, fast, length: int):
+    """Both models' logits on 6 random sequences of `length` tokens, two of them padded; and the inputs."""
+    import torch
+
+    ids = torch.randint(5, 100, (6, length))
+    mask = torch.ones_like(ids)
+    mask[2, length // 2:] = 0
+    mask[4, 3:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    with torch.inference_mode():
+        return reference(**inputs).logits, fast(**inputs).logits, inputs
+
+
 @pytest.mark.parametrize("buckets,length,path", [
     (256, 40, "skewed"),  # every relative position exact: the skewed attention
     (-1, 24, "skewed"),  # no buckets at all
@@ -197,11 +223,6 @@ def test_descriptions_must_cover_every_label(tiny_nli_2way):
 def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
     """distill's relative attention gives the same logits as transformers' own, on the skewed path where
     positions are exact and on the compact gather where they are log-bucketed, with padding in the batch."""
-    import copy
-
-    import torch
-    from transformers import DebertaV2ForSequenceClassification
-
     from distill import fast_deberta
     from distill.fast_deberta import install
 
@@ -211,19 +232,9 @@ def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
         monkeypatch.setattr(fast_deberta, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
     if path == "gathered":  # what float32_products says when compiled in bf16 on a CPU
         monkeypatch.setattr(fast_deberta, "float32_products", lambda self, x: True)
-    torch.manual_seed(0)
-    config = tiny_deberta_config(position_buckets=buckets, max_relative_positions=-1, initializer_range=0.3,
-                                 num_labels=3)
-    reference = DebertaV2ForSequenceClassification(config).eval()
-    fast = copy.deepcopy(reference)
+    reference, fast = deberta_pair(position_buckets=buckets)
     assert install(fast) == 2
-    ids = torch.randint(5, 100, (6, length))
-    mask = torch.ones_like(ids)
-    mask[2, length // 2:] = 0
-    mask[4, 3:] = 0
-    with torch.inference_mode():
-        want = reference(input_ids=ids, attention_mask=mask).logits
-        got = fast(input_ids=ids, attention_mask=mask).logits
+    want, got, _ = padded_logits(reference, fast, length)
     expected = {"skewed": ["skewed_attention"], "compact": ["compact_bias"],
                 "gathered": ["gathered_attention", "compact_bias"]}[path]
     assert calls == expected * 2  # once per layer
@@ -241,35 +252,20 @@ def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
 def test_first_token_only_last_layer_is_exact(buckets, length, first_token, share_att_key, monkeypatch):
     """A DeBERTa classifier whose last layer computes only the first token gives the same logits, with
     padding in the batch, and leaves that layer whole where the skewed attention does not apply."""
-    import copy
-
-    import torch
-    from transformers import DebertaV2ForSequenceClassification
-
     from distill import fast_deberta
 
     calls = []
     real = fast_deberta.first_token_attention
     monkeypatch.setattr(fast_deberta, "first_token_attention", lambda *a: calls.append(1) or real(*a))
-    torch.manual_seed(0)
-    config = tiny_deberta_config(position_buckets=buckets, max_relative_positions=-1, initializer_range=0.3,
-                                 num_labels=3, share_att_key=share_att_key)
-    reference = DebertaV2ForSequenceClassification(config).eval()
-    fast = copy.deepcopy(reference)
+    reference, fast = deberta_pair(position_buckets=buckets, share_att_key=share_att_key)
     assert fast_deberta.install(fast) == 2
     assert fast_deberta.first_token_only(fast)
-    ids = torch.randint(5, 100, (6, length))
-    mask = torch.ones_like(ids)
-    mask[2, length // 2:] = 0
-    mask[4, 3:] = 0
-    with torch.inference_mode():
-        want = reference(input_ids=ids, attention_mask=mask).logits
-        got = fast(input_ids=ids, attention_mask=mask).logits
+    want, got, inputs = padded_logits(reference, fast, length)
     assert len(calls) == int(first_token)  # the last layer only
     assert want.abs().max() > 0.5
     assert (want - got).abs().max() < 1e-5
     fast.train()  # training needs every token's gradient: the layer runs whole
-    fast(input_ids=ids, attention_mask=mask)
+    fast(**inputs)
     assert len(calls) == int(first_token)
 
 
