@@ -107,11 +107,11 @@ def skewed_attention(self, hidden, mask, rel_embeddings):
     scores = torch.matmul(query, key.transpose(-1, -2))
     if "c2p" in self.pos_att_type:  # column c of row i: distance i - j = L-1-c, table row span + L-1-c
         rows = rel_embeddings[span - length:span + length].flip(0)
-        pos_key = _heads(self.key_proj(rows) if self.share_att_key else self.pos_key_proj(rows), heads=query.size(1))
+        pos_key = _position_keys(self, rows)
         scores = scores + _skew(_by_head(query, pos_key.to(query.dtype)), length)
     if "p2c" in self.pos_att_type:  # key i, column c: distance j - i = c-(L-1), table row span + c-(L-1)
         rows = rel_embeddings[span - length + 1:span + length + 1]
-        pos_query = _heads(self.query_proj(rows) if self.share_att_key else self.pos_query_proj(rows), heads=query.size(1))
+        pos_query = _position_queries(self, rows)
         scores = scores + _skew(_by_head(key, pos_query.to(key.dtype) / scale), length).transpose(-1, -2)
     return _context(scores, mask, value, hidden.dtype)
 
@@ -159,16 +159,15 @@ def first_token_attention(self, hidden, mask, rel_embeddings):
     key, value = _split(self.key_proj(hidden), heads), _split(self.value_proj(hidden), heads)
     if float32_products(self, query):
         query, key, value = query.float(), key.float(), value.float()
-    factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
-    scale = math.sqrt(query.size(-1) * factor)
+    scale = math.sqrt(query.size(-1) * _score_factor(self))
     query = query / scale
     scores = torch.matmul(query, key.transpose(-1, -2))  # [B, H, 1, L]
     rows = rel_embeddings[span - length + 1:span + 1].flip(0)  # row j: table row span - j
     if "c2p" in self.pos_att_type:
-        pos_key = _heads(self.key_proj(rows) if self.share_att_key else self.pos_key_proj(rows), heads)
+        pos_key = _position_keys(self, rows)
         scores = scores + torch.matmul(query, pos_key.to(query.dtype).transpose(-1, -2))
     if "p2c" in self.pos_att_type:
-        pos_query = _heads(self.query_proj(rows) if self.share_att_key else self.pos_query_proj(rows), heads)
+        pos_query = _position_queries(self, rows)
         scores = scores + (key * pos_query.to(key.dtype)).sum(-1).unsqueeze(-2) / scale
     return _context(scores, mask[:, :, :1], value, hidden.dtype)
 
@@ -200,7 +199,7 @@ def _projections(self, hidden):
     query, key, value = (_split(proj(hidden), heads) for proj in (self.query_proj, self.key_proj, self.value_proj))
     if float32_products(self, query):
         query, key, value = query.float(), key.float(), value.float()
-    return query, key, value, 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+    return query, key, value, _score_factor(self)
 
 
 def _context(scores, mask, value, dtype):
@@ -245,12 +244,12 @@ def compact_bias(self, query_layer, key_layer, rel, rel_embeddings, scale_factor
     shape = (bh // heads, heads, length, length)
     score = 0
     if "c2p" in self.pos_att_type:
-        pos_key = _heads(self.key_proj(rel_emb) if self.share_att_key else self.pos_key_proj(rel_emb), heads)
+        pos_key = _position_keys(self, rel_emb)
         pos_key = pos_key.to(query_layer.dtype)
         c2p = torch.matmul(query_layer.view(-1, heads, length, dim), pos_key.transpose(-1, -2))
         score = score + torch.gather(c2p, -1, (c2p_pos - lo).expand(shape)) / scale
     if "p2c" in self.pos_att_type:
-        pos_query = _heads(self.query_proj(rel_emb) if self.share_att_key else self.pos_query_proj(rel_emb), heads)
+        pos_query = _position_queries(self, rel_emb)
         pos_query = pos_query.to(key_layer.dtype)
         p2c = torch.matmul(key_layer.view(-1, heads, length, dim), pos_query.transpose(-1, -2))
         score = score + torch.gather(p2c, -1, (p2c_pos - lo).expand(shape)).transpose(-1, -2) / scale
@@ -267,6 +266,21 @@ def _row_range(span: int, length):
     if torch.jit.is_tracing():
         return torch.clamp(lo, min=0), torch.clamp(hi, max=2 * span - 1)
     return max(lo, 0), min(hi, 2 * span - 1)
+
+
+def _score_factor(self) -> int:
+    """DeBERTa scales scores by sqrt(head_dim * factor): one term for content, one per position term."""
+    return 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+
+
+def _position_keys(self, rows: torch.Tensor) -> torch.Tensor:
+    """Relative-position table rows [S, hidden] projected as keys (c2p) -> [1, heads, S, head_dim]."""
+    return _heads(self.key_proj(rows) if self.share_att_key else self.pos_key_proj(rows), self.num_attention_heads)
+
+
+def _position_queries(self, rows: torch.Tensor) -> torch.Tensor:
+    """Relative-position table rows [S, hidden] projected as queries (p2c) -> [1, heads, S, head_dim]."""
+    return _heads(self.query_proj(rows) if self.share_att_key else self.pos_query_proj(rows), self.num_attention_heads)
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
