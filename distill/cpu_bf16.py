@@ -26,6 +26,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from . import cpuinfo
+
 log = logging.getLogger(__name__)
 
 ENV = "DISTILL_CPU_BF16"
@@ -71,11 +73,7 @@ class Verdict:
 
 def cpu_has_bf16_flags() -> bool:
     """True on CPUs that advertise native bfloat16 matrix instructions (AMX or AVX512-BF16)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
+    flags = cpuinfo.cpu_flags()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 

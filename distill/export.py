@@ -14,6 +14,12 @@ batches of several shapes before it is kept.
 Per-channel weight scales matter: with one scale per tensor, the int8 DeBERTa-v3 SST-2 student lost 18
 points of accuracy (0.883 -> 0.706); with one per output channel it keeps it (0.885), and the MiniLM
 students agree with their fp32 selves on 98% of texts instead of 96%.
+
+On x86 CPUs without VNNI, onnxruntime's int8 products (u8 activations x s8 weights) add pairs of
+products in 16 bits, which saturate; there the weights are quantized to 7 bits (`reduce_range`), which
+keeps those sums in range. Which one a graph was made with is part of its recipe, chosen by the CPU
+that exports it, so a student folder moved to a CPU of the other kind gets its int8 graph made again
+(see docs/benchmarks.md, "int8 students on CPUs without VNNI", for what each costs).
 """
 from __future__ import annotations
 
@@ -25,15 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fast_deberta
+from . import cpuinfo, fast_deberta
 from .classifiers import TokenClassifier, folder_meta, folder_size_mb, input_max_length
 from .errors import DistillError
 
 log = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
 FP32, INT8, RECIPE_FILE = "model.onnx", "model.int8.onnx", "export.json"
-# bump "version" whenever a change to the export or quantization makes old graphs stale
-RECIPE = {"version": 3, "opset": 17, "deberta_attention": "skewed up to max_length, else compact", "int8": "dynamic, per-channel QInt8 weights"}
+# bump "version" whenever a change to the fp32 export makes old graphs stale
+RECIPE = {"version": 3, "opset": 17, "deberta_attention": "skewed up to max_length, else compact"}
 CHECK_TEXTS = ["a", "the movie was great", "a long and winding sentence that goes on for quite a few words, "
                "with commas, to exercise longer sequences than the rest", "bad"]
 
@@ -46,37 +52,65 @@ def _require_onnx():
         raise DistillError(f"ONNX export needs onnx and onnxruntime ({e}): pip install 'distill[onnx]'") from e
 
 
+def int8_recipe() -> dict:
+    """How this machine quantizes: 7-bit weights where int8 products saturate (x86 without VNNI)."""
+    return {"int8": "dynamic, per-channel QInt8 weights", "reduce_range": cpuinfo.int8_saturates()}
+
+
+def recipe() -> dict:
+    """The recipe an export made here records: the fp32 graph's, and the int8 graph's on this CPU."""
+    return {**RECIPE, **int8_recipe()}
+
+
 def export(folder, quantized: bool = False) -> Path:
     """Path of the student's fp32 (or int8) ONNX graph, exporting it first if it is not there yet."""
     _require_onnx()
     folder = Path(folder)
-    fp32 = folder / ONNX_DIR / FP32
-    _drop_stale(folder / ONNX_DIR)
+    onnx_dir = folder / ONNX_DIR
+    fp32, int8 = onnx_dir / FP32, onnx_dir / INT8
+    _drop_stale(onnx_dir)
     if not fp32.is_file():
         _export_fp32(folder, fp32)
-        (fp32.parent / RECIPE_FILE).write_text(json.dumps(RECIPE, indent=2) + "\n")
-    if not quantized:
-        return fp32
-    int8 = folder / ONNX_DIR / INT8
-    if not int8.is_file():
-        _quantize(fp32, int8)
-    return int8
+    if quantized and not int8.is_file():
+        _quantize(fp32, int8, reduce_range=int8_recipe()["reduce_range"])
+    _write_recipe(onnx_dir)
+    return int8 if quantized else fp32
+
+
+def _read_recipe(onnx_dir: Path) -> dict | None:
+    try:
+        return json.loads((onnx_dir / RECIPE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_recipe(onnx_dir: Path) -> None:
+    """export.json: the fp32 recipe, and the int8 one once an int8 graph is there."""
+    have = recipe() if (onnx_dir / INT8).is_file() else dict(RECIPE)
+    if _read_recipe(onnx_dir) != have:
+        (onnx_dir / RECIPE_FILE).write_text(json.dumps(have, indent=2) + "\n")
 
 
 def _drop_stale(onnx_dir: Path) -> None:
-    """Remove graphs made by another export recipe (an older distill), so they are made again."""
-    graphs = [onnx_dir / FP32, onnx_dir / INT8]
-    if not any(g.is_file() for g in graphs):
+    """Remove graphs made by another export recipe (an older distill), so they are made again; an int8
+    graph quantized for the other kind of CPU (VNNI or not) is quantized again, the fp32 one kept."""
+    fp32, int8 = onnx_dir / FP32, onnx_dir / INT8
+    if not fp32.is_file() and not int8.is_file():
         return
-    try:
-        recipe = json.loads((onnx_dir / RECIPE_FILE).read_text())
-    except (OSError, ValueError):
-        recipe = None
-    if recipe == RECIPE:
-        return
-    log.info("%s was exported by an older recipe (%s); exporting again", onnx_dir, recipe or "unrecorded")
-    for g in graphs:
-        g.unlink(missing_ok=True)
+    found = _read_recipe(onnx_dir) or {}
+    if {k: found.get(k) for k in RECIPE} != RECIPE:
+        log.info("%s was exported by an older recipe (%s); exporting again", onnx_dir, found or "unrecorded")
+        fp32.unlink(missing_ok=True)
+        int8.unlink(missing_ok=True)
+    elif int8.is_file() and _int8_of(found) != int8_recipe():
+        log.info("%s holds an int8 graph quantized for another CPU (%s; this one: %s); quantizing again",
+                 onnx_dir, _int8_of(found), int8_recipe())
+        int8.unlink()
+
+
+def _int8_of(found: dict) -> dict:
+    # graphs recorded before reduce_range was were all quantized with 8-bit weights
+    return {"int8": found.get("int8"), "reduce_range": found.get("reduce_range", False)}
 
 
 def _export_fp32(folder: Path, out: Path) -> None:
@@ -105,12 +139,12 @@ def _export_fp32(folder: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def _quantize(fp32: Path, out: Path) -> None:
+def _quantize(fp32: Path, out: Path, reduce_range: bool) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = out.with_name(out.stem + ".tmp.onnx")
-    log.info("quantizing %s to dynamic int8 -> %s", fp32, out)
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    log.info("quantizing %s to dynamic int8 (%s-bit weights) -> %s", fp32, 7 if reduce_range else 8, out)
+    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
     os.replace(tmp, out)
 
 

@@ -323,6 +323,7 @@ def results_section(inputs: CardInputs) -> str:
     sizes = [str(b) for b in m.get("batch_sizes", [])]
     if sizes:
         where = f" on {m['device']}" if m.get("device") else ""
+        where += f" ({m['machine']['cpu_summary']})" if (m.get("machine") or {}).get("cpu_summary") else ""
         out += ["", "### Speed", "", f"Texts per second{where} at each batch size, and the speed-up over the teacher:",
                 ""]
         rows = []

@@ -33,6 +33,9 @@ def write_report(out: Path, metrics: dict, table: str, plots: bool = True) -> tu
               "of texts on which a model picks the teacher's label. ECE: expected calibration error of the top "
               "label (15 bins; 0 is perfectly calibrated). Speeds are from one run on one machine: compare ratios "
               "more than absolute numbers.", ""]
+    if metrics.get("machine"):  # int8 and bf16 results move with the CPU's instruction sets, not only speeds
+        lines += [f"Measured on {metrics['machine']['cpu_summary']}, {metrics['machine']['cores']} cores"
+                  + (f", GPU {metrics['machine']['gpu']}" if metrics['machine'].get('gpu') else "") + ".", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
     return report, pngs

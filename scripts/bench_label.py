@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
         "overrides": args.overrides, "contenders": {name: s["contenders"] for name, s in settings.items()}}
     how = "; ".join(f"{c}: template '{i['template']}', {i['batch_pairs']} pair(s) a batch in {i['order']} order, "
                     f"{i['dtype']}" for c, i in first["contenders"].items())
-    where = results["_meta"]["machine"].get("gpu") or results["_meta"]["machine"]["cpu"]
+    where = results["_meta"]["machine"].get("gpu") or results["_meta"]["machine"]["cpu_summary"]
     report = (f"{table(results)}\n\nModel {first['model']} on {where} ({first['device']}). {how}. Peak RSS: {next(iter(first['contenders'].values()))['rss']}.\n")
     write_report(args.out, results, report)
     return results

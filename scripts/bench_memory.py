@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builder and its vocabulary live with the fixtures
 from conftest import WORDS, build_tiny_bert  # noqa: E402
 
+from distill import cpuinfo  # noqa: E402
+
 BLOCK = 10_000  # texts generated and written at once
 MAX_LENGTH = 64  # teacher.max_length: the texts are truncated as a real run would truncate them
 
@@ -150,7 +152,7 @@ def main() -> None:
                             hidden_size=args.hidden_size, layers=args.layers)
     config = json.loads((model / "config.json").read_text())
     report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{cpuinfo.feature_summary()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "teacher": {"hidden_size": config["hidden_size"], "layers": config["num_hidden_layers"],
                     "max_length": MAX_LENGTH},
         "shard_size": args.shard_size, "batch_size": args.batch_size, "seed": args.seed,

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
             for name, r in results.items() if not name.startswith("_")]
     first = results[names[0]]
     report = (f"{markdown_table(header, rows)}\n\nstage=label of {args.n_texts} pool texts by {first['teacher']} "
-              f"({first['device']}), shards of {args.shard_size}, on {results['_meta']['machine']['cpu']} "
+              f"({first['device']}), shards of {args.shard_size}, on {results['_meta']['machine']['cpu_summary']} "
               f"({results['_meta']['machine']['cores']} cores). Wall time includes starting Ray and loading the "
               f"model in every actor.\n")
     write_report(args.out, results, report)

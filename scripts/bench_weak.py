@@ -16,6 +16,7 @@ import json
 import logging
 from pathlib import Path
 
+from distill.benchmark import machine
 from distill.config import load_config
 from distill.metrics import markdown_table
 from distill.stages import evaluate, train, weak
@@ -76,17 +77,17 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    out, results = Path(args.out), []
+    out, results, meta = Path(args.out), [], {"machine": machine()}
     out.parent.mkdir(parents=True, exist_ok=True)
     # Label models for every data set first (cheap once the teachers have labelled), then the students.
     for data in args.datasets.split(","):
         results.append(bench(data, students=False, extra=args.overrides))
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        out.write_text(json.dumps({"_meta": meta, "rows": results}, indent=2) + "\n")
     if not args.no_students:
         for i, r in enumerate(results):
             results[i] = bench(r["data"], students=True, extra=args.overrides)
-            out.write_text(json.dumps(results, indent=2) + "\n")
-    table = render(results)
+            out.write_text(json.dumps({"_meta": meta, "rows": results}, indent=2) + "\n")
+    table = render(results) + f"\nOn {meta['machine']['cpu_summary']}, {meta['machine']['cores']} cores.\n"
     out.with_suffix(".md").write_text(table)
     print(table)
     return 0

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from distill.benchmark import machine
 from distill.config import load_config
 from distill.data import load_heldout
 from distill.labelstore import read_labels
@@ -69,11 +70,13 @@ def main(argv=None) -> int:
                 logging.info("%s", rows[-1])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2) + "\n")
+    meta = {"machine": machine()}
+    out.write_text(json.dumps({"_meta": meta, "rows": rows}, indent=2) + "\n")
     table = markdown_table(["data", "teacher", "prompts", "texts", "accuracy", "macro-F1", "texts/s"],
                            [[r["data"], r["teacher"], r["n_hypotheses"], r["n_texts"], r["accuracy"],
                              r["macro_f1"], r["texts_per_s"]] for r in rows])
-    out.with_suffix(".md").write_text(table + "\n")
+    table += f"\n\nOn {meta['machine']['cpu_summary']}, {meta['machine']['cores']} cores.\n"
+    out.with_suffix(".md").write_text(table)
     print(table)
     return 0
 

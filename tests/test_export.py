@@ -14,7 +14,8 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from distill import fast_deberta  # noqa: E402
-from distill.export import INT8, RECIPE, RECIPE_FILE, ONNXClassifier, export  # noqa: E402
+from distill import cpuinfo  # noqa: E402
+from distill.export import FP32, INT8, RECIPE, RECIPE_FILE, ONNXClassifier, export, recipe  # noqa: E402
 
 LABELS = {0: "negative", 1: "positive"}
 # lengths the export never traced: one word up to a sentence longer than any check text
@@ -49,7 +50,39 @@ def test_a_deberta_student_exports_with_distills_attention_and_matches_torch_at_
         got = ONNXClassifier(graph, tmp_path).predict_proba(batch, batch_size=len(batch))
         idx = [TEXTS.index(t) for t in batch]
         assert np.abs(got - want[idx]).max() < 1e-4
-    assert json.loads((graph.parent / RECIPE_FILE).read_text()) == RECIPE
+    assert json.loads((graph.parent / RECIPE_FILE).read_text()) == RECIPE  # no int8 graph yet
+
+
+def int8_weights(graph) -> list[np.ndarray]:
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    names = {n.input[1] for n in model.graph.node if n.op_type == "MatMulInteger"}
+    return [numpy_helper.to_array(t) for t in model.graph.initializer if t.name in names]
+
+
+@pytest.mark.parametrize("saturates,limit", [(True, 64), (False, 127)])
+def test_int8_weights_take_7_bits_where_int8_products_saturate(tmp_path, monkeypatch, saturates, limit):
+    """x86 without VNNI sums u8 x s8 pairs in 16 bits: 7-bit weights keep the sums in range there."""
+    monkeypatch.setattr(cpuinfo, "int8_saturates", lambda: saturates)
+    build_tiny_bert(tmp_path, LABELS, hidden_size=32)
+    weights = int8_weights(export(tmp_path, quantized=True))
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == limit
+    assert json.loads((tmp_path / "onnx" / RECIPE_FILE).read_text())["reduce_range"] is saturates
+
+
+def test_an_int8_graph_made_for_another_cpu_kind_is_quantized_again(tmp_path, monkeypatch, caplog):
+    build_tiny_bert(tmp_path, LABELS)
+    monkeypatch.setattr(cpuinfo, "int8_saturates", lambda: False)
+    graph = export(tmp_path, quantized=True)
+    fp32_made = (graph.parent / FP32).stat().st_mtime_ns
+    monkeypatch.setattr(cpuinfo, "int8_saturates", lambda: True)  # the folder moved to a CPU without VNNI
+    with caplog.at_level("INFO", logger="distill.export"):
+        again = export(tmp_path, quantized=True)
+    assert "quantized for another CPU" in caplog.text
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in int8_weights(again)) == 64
+    assert (graph.parent / FP32).stat().st_mtime_ns == fp32_made  # the fp32 graph is not exported again
+    assert json.loads((graph.parent / RECIPE_FILE).read_text()) == recipe()
 
 
 def test_int8_weights_have_one_scale_per_output_channel(tmp_path):
@@ -75,5 +108,5 @@ def test_an_export_by_an_older_recipe_is_made_again(tmp_path, caplog):
         again = export(tmp_path, quantized=True)
     assert "older recipe" in caplog.text
     assert again.read_bytes() == fresh
-    assert json.loads((graph.parent / RECIPE_FILE).read_text()) == RECIPE
+    assert json.loads((graph.parent / RECIPE_FILE).read_text()) == recipe()
     assert export(tmp_path, quantized=True).read_bytes() == fresh  # current: reused, not redone

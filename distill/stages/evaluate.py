@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..benchmark import throughput
+from ..benchmark import machine, throughput
 from ..classifiers import folder_meta, folder_size_mb, load_classifier
 from ..data import load_heldout
 from ..errors import DistillError
@@ -252,7 +252,7 @@ def run(cfg: DictConfig) -> dict:
     table = render(entries, batch_sizes, len(held.texts), cfg.data.name)
     out = out_dir(cfg)
     metrics = {"data": cfg.data.name, "n_heldout": len(held.texts), "labels": list(cfg.data.labels),
-               "batch_sizes": batch_sizes, "models": entries}
+               "batch_sizes": batch_sizes, "models": entries, "machine": machine()}
     artifacts.write_json(out / "metrics.json", metrics)
     (out / "metrics.md").write_text(table)
     report, plots = write_report(out, metrics, table, plots=cfg.eval.plots)
