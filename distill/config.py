@@ -79,7 +79,7 @@ class TeacherConfig:
     descriptions: Dict[str, List[str]] = field(default_factory=dict)
     multi_label: bool = False
     # nli/onnx: (text, hypothesis) pairs per forward pass; embedding, classifier: texts. null: the device's
-    # own (distill.device.teacher_batch): 64 on a CPU, capped at 1,024 padded tokens; 512 on a GPU, capped at 32,768
+    # own (distill.runtime.device.teacher_batch): 64 on a CPU, capped at 1,024 padded tokens; 512 on a GPU, capped at 32,768
     batch_size: Optional[int] = None
     max_tokens: Optional[int] = None  # nli: also cap each batch at this many padded tokens (short pairs, bigger batches)
     max_length: int = 512
@@ -88,7 +88,7 @@ class TeacherConfig:
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     # nli on a CPU: torch.compile the model (inductor's own GEMM kernels: bfloat16 on AMX where eager
     # bf16 is slow or crashes). auto: only for a labelling big enough to repay minutes of compiling
-    # (distill/compiled.py) | true | false
+    # (distill/runtime/compiled.py) | true | false
     compile: str = "auto"
     # nli in reduced precision (bf16/fp16): a text whose two most probable labels are closer than this is
     # scored again in float32, so near ties get float32's label (0 turns it off; float32 needs no recheck)
@@ -105,7 +105,7 @@ class StudentConfig:
     max_length: int = 128
     lr_c: float = 1.0  # embedding_lr: the logistic regression's C (inverse L2 strength)
     # finetune: keep only the encoder's first N transformer layers (a smaller, faster student; see
-    # distill/layers.py); null keeps them all
+    # distill/students/layers.py); null keeps them all
     layers: Optional[int] = None
 
 
@@ -254,7 +254,7 @@ class PredictConfig:
 @dataclass
 class PruneConfig:
     # stage=prune: cut a trained student's feed-forward blocks to this many units a layer (the most important
-    # to its loss on the teacher's labels; distill/prune.py) and fine-tune it again
+    # to its loss on the teacher's labels; distill/students/pruning.py) and fine-tune it again
     ffn_size: Optional[int] = None
     # and/or remove this many whole transformer layers, one at a time the one the loss misses least
     drop_layers: int = 0

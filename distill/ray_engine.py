@@ -255,10 +255,10 @@ def predict_file(input_path: Path, output: Path, frame_fn: Factory, labels: Sequ
     """predict.engine=ray: `frame_fn()` (built once per actor) maps blocks of `chunk_rows` rows of the input.
 
     `output` with a known extension is written here, rows in input order; a folder gets parquet shards
-    written by the workers. Returns what `distill.predict.predict_file` returns."""
+    written by the workers. Returns what `distill.predictions.predict_file` returns."""
     from tqdm.auto import tqdm
 
-    from .predict import FORMATS, Tally, check_paths, count_rows, file_format, first_chunk, write_frames
+    from .predictions import FORMATS, Tally, check_paths, count_rows, file_format, first_chunk, write_frames
 
     to_folder = output.suffix.lower() not in FORMATS
     fmt_in, fmt_out = (file_format(input_path), None) if to_folder else check_paths(input_path, output)

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from distill import artifacts
-from distill.benchmark import machine, throughput, write_report
-from distill.classifiers import load_classifier
+from distill.evaluation.timing import machine, throughput, write_report
+from distill.students.base import load_classifier
 from distill.config import CONF_DIR, load_config
 from distill.data import load_heldout
-from distill.export import ONNXClassifier, export
-from distill.metrics import label_ids, markdown_table, score
+from distill.students.onnx import ONNXClassifier, export
+from distill.evaluation.metrics import label_ids, markdown_table, score
 from distill.stages import run_stage
 
 DATASETS = "sst2,ag_news,sms_spam,tweeteval_emotion"

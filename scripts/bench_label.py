@@ -13,7 +13,7 @@ agreement, max |dp|) and scored against gold (for information). Positional argum
     python scripts/bench_label.py --datasets sst2,ag_news --out outputs/bench/label.json teacher.dtype=float32
 
 `teacher.compile=true` times the compiled teacher (bf16 on AMX; stage=label compiles under `auto` only
-labellings of distill.compiled.MIN_PAIRS pairs or more, and these held-out sets are smaller).
+labellings of distill.runtime.compiled.MIN_PAIRS pairs or more, and these held-out sets are smaller).
 
 Padding efficiency (real tokens / padded tokens) follows how each contender batches its N x K pairs:
 distill deals the texts out to its `label.workers` processes, and each sorts its pairs longest first
@@ -44,12 +44,12 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from distill.benchmark import machine, write_report
+from distill.evaluation.timing import machine, write_report
 from distill.config import load_config
 from distill.data import load_heldout
-from distill.device import resolve_device, resolve_dtype, teacher_batch
+from distill.runtime.device import resolve_device, resolve_dtype, teacher_batch
 from distill.errors import DistillError
-from distill.metrics import label_ids, markdown_table
+from distill.evaluation.metrics import label_ids, markdown_table
 from distill.stages.label import local_teacher
 from distill.teachers import build_teacher
 from distill.teachers.nli import batches

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distill.benchmark import machine, write_report
+from distill.evaluation.timing import machine, write_report
 from distill.config import load_config
 from distill.errors import DistillError
-from distill.metrics import markdown_table
+from distill.evaluation.metrics import markdown_table
 from distill.stages import label
 
 CONTENDERS = {

@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from distill.benchmark import machine
+from distill.evaluation.timing import machine
 from distill.config import load_config
 from distill.data import load_heldout
 from distill.labelstore import read_labels
-from distill.metrics import label_ids, markdown_table, score
+from distill.evaluation.metrics import label_ids, markdown_table, score
 from distill.stages.label import label_split
 
 TEACHERS = ["deberta-v3-nli", "deberta-v3-nli-onnx", "mpnet", "minilm-embed"]

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import build_tiny_bert
 from distill import artifacts
-from distill.classifiers import load_classifier
+from distill.students.base import load_classifier
 from distill.config import TeacherConfig
 from distill.errors import DistillError
 from distill.stages import label, train

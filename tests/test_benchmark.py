@@ -1,11 +1,11 @@
-"""distill.benchmark.throughput: warm-up calls are not timed, and with repeats the fastest pass counts."""
+"""distill.evaluation.timing.throughput: warm-up calls are not timed, and with repeats the fastest pass counts."""
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from distill.benchmark import throughput
+from distill.evaluation.timing import throughput
 
 
 def test_fastest_pass_counts_and_every_call_is_in_the_latencies():

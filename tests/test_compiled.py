@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import build_tiny_deberta, require_model, require_shared
-from distill import compiled, cpu_bf16
+from distill.runtime import compiled, cpu_bf16
 from distill.config import load_config
 from distill.errors import DistillError
 from distill.stages.label import decide_compile

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from distill import cpu_bf16, device
+from distill.runtime import cpu_bf16, device
 from distill.errors import DistillError
 
 
@@ -150,7 +150,7 @@ def test_bad_names():
 
 
 def test_teacher_batches_follow_the_device_unless_set():
-    from distill.device import teacher_batch
+    from distill.runtime.device import teacher_batch
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert teacher_batch(None, None, cpu) == (64, 1024)  # cache-sized; a long pair among short ones pads a batch to itself

@@ -65,7 +65,7 @@ def test_more_processes_than_gpus_is_one_clear_error(monkeypatch, tmp_path):
 
     from distill.config import TrainConfig
     from distill.errors import DistillError
-    from distill.students import training_kwargs
+    from distill.students.finetune import training_kwargs
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

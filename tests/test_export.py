@@ -13,9 +13,9 @@ from conftest import build_tiny_bert, build_tiny_deberta
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from distill import fast_deberta  # noqa: E402
-from distill import cpuinfo  # noqa: E402
-from distill.export import FP32, INT8, RECIPE, RECIPE_FILE, ONNXClassifier, export, recipe  # noqa: E402
+from distill.runtime import fast_deberta  # noqa: E402
+from distill.runtime import cpuinfo  # noqa: E402
+from distill.students.onnx import FP32, INT8, RECIPE, RECIPE_FILE, ONNXClassifier, export, recipe  # noqa: E402
 
 LABELS = {0: "negative", 1: "positive"}
 # lengths the export never traced: one word up to a sentence longer than any check text
@@ -77,7 +77,7 @@ def test_an_int8_graph_made_for_another_cpu_kind_is_quantized_again(tmp_path, mo
     graph = export(tmp_path, quantized=True)
     fp32_made = (graph.parent / FP32).stat().st_mtime_ns
     monkeypatch.setattr(cpuinfo, "int8_saturates", lambda: True)  # the folder moved to a CPU without VNNI
-    with caplog.at_level("INFO", logger="distill.export"):
+    with caplog.at_level("INFO", logger="distill.students.onnx"):
         again = export(tmp_path, quantized=True)
     assert "quantized for another CPU" in caplog.text
     assert max(int(np.abs(w.astype(np.int32)).max()) for w in int8_weights(again)) == 64
@@ -104,7 +104,7 @@ def test_an_export_by_an_older_recipe_is_made_again(tmp_path, caplog):
     fresh = graph.read_bytes()
     (graph.parent / RECIPE_FILE).unlink()  # as an export made before recipes were recorded
     graph.write_bytes(b"stale")
-    with caplog.at_level("INFO", logger="distill.export"):
+    with caplog.at_level("INFO", logger="distill.students.onnx"):
         again = export(tmp_path, quantized=True)
     assert "older recipe" in caplog.text
     assert again.read_bytes() == fresh

@@ -13,8 +13,8 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification,
 
 from distill.config import StudentConfig, TrainConfig
 from distill.errors import DistillError
-from distill.layers import keep_first_layers, layer_stack
-from distill.students import StudentClassifier, train_student
+from distill.students.layers import keep_first_layers, layer_stack
+from distill.students.finetune import StudentClassifier, train_student
 
 from conftest import build_tiny_bert, build_tiny_deberta, tiny_deberta_config
 
@@ -85,11 +85,11 @@ def test_embedding_lr_students_refuse_layers(tiny_encoder, tmp_path):
 
 
 def test_a_deberta_student_predicts_with_distills_attention_and_the_same_probabilities(tmp_path, monkeypatch):
-    """StudentClassifier installs distill.fast_deberta in a DeBERTa-v2 student: its attention runs and
+    """StudentClassifier installs distill.runtime.fast_deberta in a DeBERTa-v2 student: its attention runs and
     the probabilities are those of the unpatched model."""
     from transformers import AutoTokenizer
 
-    from distill import fast_deberta
+    from distill.runtime import fast_deberta
 
     build_tiny_deberta(tmp_path, {0: "negative", 1: "positive"})
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from distill.errors import DistillError
-from distill.predict import decide, predict_file
+from distill.predictions import decide, predict_file
 from distill.stages import label, predict, train
 from test_stages import make_cfg  # noqa: F401  (fixture)
 

@@ -1,4 +1,4 @@
-"""Structured pruning of students' feed-forward blocks (distill/prune.py) and stage=prune."""
+"""Structured pruning of students' feed-forward blocks (distill/students/pruning.py) and stage=prune."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from conftest import build_tiny_bert, build_tiny_deberta
 from distill.errors import DistillError
-from distill.prune import ffn_importance, ffn_pairs, prune_ffn
+from distill.students.pruning import ffn_importance, ffn_pairs, prune_ffn
 from distill.stages import evaluate, label, prune, train
 from test_stages import make_cfg  # noqa: F401  (a fixture)
 
@@ -77,8 +77,8 @@ def test_the_layer_dropped_is_the_one_whose_absence_raises_the_loss_least(tmp_pa
     back as an ordinary shallower model with the same logits."""
     import copy
 
-    from distill.layers import layer_stack
-    from distill.prune import distillation_loss, drop_layers
+    from distill.students.layers import layer_stack
+    from distill.students.pruning import distillation_loss, drop_layers
 
     build_tiny_bert(tmp_path, LABELS, layers=3)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path)

@@ -242,7 +242,7 @@ def test_cli_without_token_is_one_line(trained, tmp_path):
 
 
 def test_card_of_a_weakly_supervised_student_names_its_sources():
-    from distill.modelcard import CardInputs, build_card
+    from distill.hub.card import CardInputs, build_card
 
     weak = {"name": "sst2", "teachers": {"deberta-v3-nli": {}, "mpnet": {}}, "keywords": {"negative": ["bad"]},
             "label_model": "dawid_skene"}
@@ -256,7 +256,7 @@ def test_card_of_a_weakly_supervised_student_names_its_sources():
 
 
 def test_card_of_a_student_cut_to_fewer_layers_says_so_and_reproduces_it():
-    from distill.modelcard import CardInputs, build_card
+    from distill.hub.card import CardInputs, build_card
 
     card = build_card(CardInputs(
         repo_id=REPO, labels=["negative", "positive"], teacher={"name": "deberta-v3-nli", "model": "x/nli"},
@@ -270,7 +270,7 @@ def test_card_of_a_student_cut_to_fewer_layers_says_so_and_reproduces_it():
 def test_card_of_a_student_taught_by_a_teacher_assistant_says_who_labelled_its_texts(tmp_path):
     """A label file a trained classifier wrote (teacher=assistant) is named in the card, beside the zero-shot
     teacher that taught the assistant; a zero-shot teacher's label file adds nothing."""
-    from distill.modelcard import CardInputs, build_card
+    from distill.hub.card import CardInputs, build_card
     from distill.labelstore import classifier_teacher_of as labelling_classifier
 
     folder = tmp_path / "labels" / "assistant-pool-0123456789"

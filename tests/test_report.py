@@ -1,7 +1,7 @@
 """report.py's plot styling: every model in the throughput plot can be told apart."""
 from __future__ import annotations
 
-from distill.report import COLORS, _bar_style
+from distill.evaluation.report import COLORS, _bar_style
 
 
 def entry(name, role="student", variant="torch"):
@@ -33,7 +33,7 @@ def test_scatter_labels_stay_inside_the_plot_and_do_not_overlap():
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
-    from distill.report import _label_points
+    from distill.evaluation.report import _label_points
 
     fig, ax = plt.subplots(figsize=(7.0, 7.0))
     points = [(8, 0.81, "teacher")] + [(40 + 6 * (i % 5), 0.805 + 0.002 * (i // 5) + 0.0004 * i,
@@ -63,7 +63,7 @@ def test_scatter_labels_stay_inside_the_plot_and_do_not_overlap():
 
 
 def test_short_names_keep_the_variant_and_what_tells_similar_models_apart():
-    from distill.report import _short
+    from distill.evaluation.report import _short
 
     a, b = (f"deberta-nli-6l-ffn768-drop{n}-assistant (soft) onnx-int8" for n in (1, 2))
     sa, sb = _short(a, 40), _short(b, 40)  # the width of the scatter's labels and the throughput legend

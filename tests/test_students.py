@@ -13,9 +13,9 @@ from transformers import AutoConfig, pipeline
 
 from distill.config import StudentConfig, TrainConfig
 from distill.errors import DistillError
-from distill.losses import soft_cross_entropy
-from distill.students import StudentClassifier, build_trainer, train_student
-from distill.trainset import LabelledTexts
+from distill.students.losses import soft_cross_entropy
+from distill.students.finetune import StudentClassifier, build_trainer, train_student
+from distill.students.trainset import LabelledTexts
 
 NOUNS = ["movie", "film", "plot", "story", "game", "team", "actors", "phone", "market", "news"]
 FRAMES = ["the {n} was {a}", "{a} {n} , really", "i think this {n} is very {a}"]

@@ -223,8 +223,8 @@ def padded_logits(reference, fast, length: int):
 def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
     """distill's relative attention gives the same logits as transformers' own, on the skewed path where
     positions are exact and on the compact gather where they are log-bucketed, with padding in the batch."""
-    from distill import fast_deberta
-    from distill.fast_deberta import install
+    from distill.runtime import fast_deberta
+    from distill.runtime.fast_deberta import install
 
     calls = []
     for name in ("compact_bias", "skewed_attention", "gathered_attention"):
@@ -252,7 +252,7 @@ def test_deberta_attention_is_exact(buckets, length, path, monkeypatch):
 def test_first_token_only_last_layer_is_exact(buckets, length, first_token, share_att_key, monkeypatch):
     """A DeBERTa classifier whose last layer computes only the first token gives the same logits, with
     padding in the batch, and leaves that layer whole where the skewed attention does not apply."""
-    from distill import fast_deberta
+    from distill.runtime import fast_deberta
 
     calls = []
     real = fast_deberta.first_token_attention
@@ -273,7 +273,7 @@ def test_first_token_only_needs_an_installed_deberta_classifier(tiny_nli_2way):
     import torch
     from transformers import AutoModelForSequenceClassification, DebertaV2ForSequenceClassification
 
-    from distill.fast_deberta import first_token_only
+    from distill.runtime.fast_deberta import first_token_only
 
     assert not first_token_only(AutoModelForSequenceClassification.from_pretrained(tiny_nli_2way))
     torch.manual_seed(0)
@@ -283,7 +283,7 @@ def test_first_token_only_needs_an_installed_deberta_classifier(tiny_nli_2way):
 def test_compact_attention_leaves_other_models_alone(tiny_nli_2way):
     from transformers import AutoModelForSequenceClassification
 
-    from distill.fast_deberta import install
+    from distill.runtime.fast_deberta import install
 
     assert install(AutoModelForSequenceClassification.from_pretrained(tiny_nli_2way)) == 0
 

@@ -9,11 +9,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import assert_batch_and_order_invariant
-from distill.classifiers import load_classifier
+from distill.students.base import load_classifier
 from distill.config import StudentConfig, TrainConfig
 from distill.errors import DistillError
-from distill.students import train_student
-from distill.trainset import prepare
+from distill.students.finetune import train_student
+from distill.students.trainset import prepare
 from test_students import sentiment, teacher_probs
 
 LABELS = ["negative", "positive"]
@@ -89,8 +89,8 @@ def test_zero_weight_texts_do_not_move_the_loss(tiny_encoder, tmp_path):
     """A batch where half the texts weigh 0 gives the loss of the other half alone."""
     import torch
 
-    from distill.students import build_trainer
-    from distill.trainset import LabelledTexts
+    from distill.students.finetune import build_trainer
+    from distill.students.trainset import LabelledTexts
 
     texts, gold = sentiment(2)  # 4 texts
     probs = teacher_probs(gold, LABELS)
@@ -159,8 +159,8 @@ def test_embedding_lr_student_learns_and_loads_like_any_student(tiny_encoder, tm
 def test_soft_targets_fit_the_soft_cross_entropy():
     """Expanding each text into K rows weighted by p_k is the soft cross-entropy: a text the teacher
     splits 50/50 pulls the head to 0.5."""
-    from distill.embedding_lr_student import _fit_rows
-    from distill.trainset import LabelledTexts
+    from distill.students.embedding_lr import _fit_rows
+    from distill.students.trainset import LabelledTexts
 
     x = np.eye(3, dtype=np.float32)
     data = LabelledTexts(["a", "b", "c"], np.array([[0.5, 0.5], [1.0, 0.0], [0.2, 0.8]], dtype=np.float32))
@@ -175,7 +175,7 @@ def test_training_resumes_from_the_last_checkpoint(tiny_encoder, tmp_path, caplo
     """A crash after some checkpoints: the rerun continues from the last one instead of starting over."""
     from transformers import TrainerCallback
 
-    import distill.students as students
+    import distill.students.finetune as students
 
     texts, gold = sentiment(20)
     student = OmegaConf.structured(StudentConfig(name="tiny", model=str(tiny_encoder), max_length=32))
@@ -201,7 +201,7 @@ def test_training_resumes_from_the_last_checkpoint(tiny_encoder, tmp_path, caplo
         students.build_trainer = original
     saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert saved and not (tmp_path / "distill_train.json").exists()
-    with caplog.at_level("INFO", logger="distill.students"):
+    with caplog.at_level("INFO", logger="distill.students.finetune"):
         summary = train_student(texts, teacher_probs(gold, LABELS), LABELS, student, train, tmp_path)
     assert any("resuming the interrupted training from" in r.message for r in caplog.records)
     assert summary["steps"] == 10  # 40 texts / 8 x 2 epochs: the total, not 10 more

@@ -4,7 +4,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from .. import tracking
-from ..device import world_size
+from ..runtime.device import world_size
 from ..errors import DistillError
 from . import evaluate, label, predict, prune, publish, train, weak
 

@@ -20,13 +20,13 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..benchmark import machine, throughput
-from ..classifiers import folder_meta, folder_size_mb, load_classifier
+from ..evaluation.timing import machine, throughput
+from ..students.base import folder_meta, folder_size_mb, load_classifier
 from ..data import load_heldout
 from ..errors import DistillError
 from ..labelstore import classifier_teacher_of, read_labels
-from ..metrics import agreement, full_report, label_ids, markdown_table
-from ..report import write_report
+from ..evaluation.metrics import agreement, full_report, label_ids, markdown_table
+from ..evaluation.report import write_report
 from ..teachers import build_teacher
 from .label import label_split
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .. import artifacts, compiled
+from .. import artifacts
+from ..runtime import compiled
 from ..config import Engine
 from ..data import load_heldout, stream_pool
 from ..labelstore import Labelled, label_texts
-from ..device import resolve_device
+from ..runtime.device import resolve_device
 from ..errors import DistillError
 from ..teachers import build_teacher
 from ..teachers.nli import hypotheses_for

@@ -16,10 +16,10 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..classifiers import load_classifier
+from ..students.base import load_classifier
 from ..errors import DistillError
 from ..config import Engine
-from ..predict import CHUNK_ROWS, FORMATS, check_labels, file_format, predict_file, predict_frame
+from ..predictions import CHUNK_ROWS, FORMATS, check_labels, file_format, predict_file, predict_frame
 from ..teachers import build_teacher
 from .evaluate import find_student
 
@@ -64,7 +64,7 @@ def text_columns(cfg: DictConfig) -> list[str]:
 
 
 def frame_predictor(cfg: DictConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Rows -> rows with the predictions (`distill.predict.predict_frame`), with the model loaded once:
+    """Rows -> rows with the predictions (`distill.predictions.predict_frame`), with the model loaded once:
     what each actor of predict.engine=ray builds."""
     predict_proba, labels, _ = classifier(cfg)
     return partial(predict_frame, predict_proba=predict_proba, labels=labels, text_columns=text_columns(cfg),

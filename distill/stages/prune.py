@@ -1,5 +1,5 @@
 """Stage `prune`: a faster student from a trained one. Its feed-forward blocks are cut to `prune.ffn_size`
-units per layer, keeping the units that matter most to its loss on the teacher's labels (distill/prune.py),
+units per layer, keeping the units that matter most to its loss on the teacher's labels (distill/students/pruning.py),
 and/or `prune.drop_layers` whole layers go, each time the one the loss misses least; then it is fine-tuned
 again for `prune.epochs` at `prune.lr`, on the same labels or on `prune.labels_path` (e.g. a teacher
 assistant's labels of a larger pool).
@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from .. import artifacts
 from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
-from ..prune import drop_layers, ffn_importance, prune_ffn
-from ..students import train_student
+from ..students.pruning import drop_layers, ffn_importance, prune_ffn
+from ..students.finetune import train_student
 from .train import find_labels, is_trained, record, trained_summary
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
 from ..errors import DistillError
-from ..publish import assemble, check_repo_id, read_student, upload
+from ..hub.repo import assemble, check_repo_id, read_student, upload
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
-from ..classifiers import META_FILE
-from ..device import is_main_process
+from ..students.base import META_FILE
+from ..runtime.device import is_main_process
 from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
-from ..students import train_student
+from ..students.finetune import train_student
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("train_loss", "seconds", "n_texts", "n_val", "val_agreement")

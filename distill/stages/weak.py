@@ -23,7 +23,7 @@ from .. import artifacts
 from ..data import load_heldout, load_pool
 from ..errors import DistillError
 from ..labelstore import prob_columns, read_labels
-from ..metrics import label_ids, score
+from ..evaluation.metrics import label_ids, score
 from ..weak import calibration, labelmodel, noise
 from ..weak.sources import ABSTAIN, Source, build_sources
 from ..weak.summary import combine_ids, lf_summary, render

@@ -21,9 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..classifiers import VARIANTS, load_classifier
+from ..students.base import VARIANTS, load_classifier
 from ..config import TeacherConfig
-from ..device import resolve_device, teacher_batch
+from ..runtime.device import resolve_device, teacher_batch
 from ..errors import DistillError
 from .base import Teacher
 from .nli import as_text_list

@@ -16,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 from ..config import TeacherConfig
-from ..device import resolve_device, resolve_dtype, teacher_batch
-from ..encoder import SentenceEncoder
+from ..runtime.device import resolve_device, resolve_dtype, teacher_batch
+from ..runtime.encoder import SentenceEncoder
 from ..errors import DistillError
 from .base import Teacher
 from .nli import as_text_list, hypotheses_for, softmax

@@ -20,11 +20,11 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from ..config import TeacherConfig
-from .. import compiled, cpu_bf16
-from ..device import resolve_device, resolve_dtype, teacher_batch
+from ..runtime import compiled, cpu_bf16
+from ..runtime.device import resolve_device, resolve_dtype, teacher_batch
 from ..errors import DistillError
-from ..hub import load_model
-from .. import fast_deberta
+from ..runtime.models import load_model
+from ..runtime import fast_deberta
 from .base import Teacher
 
 log = logging.getLogger(__name__)

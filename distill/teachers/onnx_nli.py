@@ -30,7 +30,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from ..errors import DistillError
-from ..hub import FETCH_HINT
+from ..runtime.models import FETCH_HINT
 from .nli import NLITeacher
 
 log = logging.getLogger(__name__)

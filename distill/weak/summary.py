@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import markdown_table
+from ..evaluation.metrics import markdown_table
 from .sources import ABSTAIN
 
 

@@ -18,10 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .classifiers import folder_size_mb
-from .device import resolve_device
-from .encoder import SentenceEncoder
-from .errors import DistillError
+from .base import folder_size_mb
+from ..runtime.device import resolve_device
+from ..runtime.encoder import SentenceEncoder
+from ..errors import DistillError
 from .trainset import LabelledTexts
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ needs. For the short texts zero-shot labelling sees (20-60 tokens) that is about
 time on a CPU. This version projects only the relative positions that occur in the batch and
 broadcasts them over it instead of copying: the same dot products, so the same logits (to float
 rounding), at a fraction of the cost. Which rows are needed follows from the sequence length alone, so
-the patch also traces into ONNX exports (distill.export) with dynamic lengths. Anything unusual (query
+the patch also traces into ONNX exports (distill.students.onnx) with dynamic lengths. Anything unusual (query
 and key of different lengths, a precomputed 4-D relative_pos) falls back to the original method.
 
 When every relative position of a sequence is exact (length <= position_buckets / 2 + 1, always the case
@@ -210,7 +210,7 @@ def _context(scores, mask, value, dtype):
 
 
 def float32_products(self, x: torch.Tensor) -> bool:
-    """Compiled for a CPU (distill/compiled.py), bf16 attention products run in float32 unless the
+    """Compiled for a CPU (distill/runtime/compiled.py), bf16 attention products run in float32 unless the
     layer was installed with `bf16_products`: inductor has no bf16 batched-product kernel of its own,
     and aten's runs on oneDNN, slower than float32 where oneDNN is kept off AMX (see cpu_bf16); where
     eager bf16 is fast (AVX512-BF16 without the AMX trouble), bf16 products are about 12% faster on a

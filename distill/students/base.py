@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import DistillError
+from ..errors import DistillError
 
 META_FILE = "distill_train.json"
 VARIANTS = ("torch", "onnx", "onnx-int8")
@@ -75,7 +75,7 @@ def load_classifier(folder, device: str = "auto", variant: str = "torch"):
     folder = Path(os.path.expanduser(str(folder)))
     if variant not in VARIANTS:
         raise DistillError(f"unknown model variant '{variant}'; choose one of {', '.join(VARIANTS)}")
-    from .embedding_lr_student import EmbeddingLRClassifier, is_embedding_lr
+    from .embedding_lr import EmbeddingLRClassifier, is_embedding_lr
 
     if is_embedding_lr(folder):
         if variant != "torch":
@@ -83,9 +83,9 @@ def load_classifier(folder, device: str = "auto", variant: str = "torch"):
                                "variant exists")
         return EmbeddingLRClassifier(folder, device=device)
     if variant == "torch":
-        from .students import StudentClassifier
+        from .finetune import StudentClassifier
 
         return StudentClassifier(folder, device=device)
-    from .export import ONNXClassifier, export
+    from .onnx import ONNXClassifier, export
 
     return ONNXClassifier(export(folder, quantized=variant == "onnx-int8"), folder)

@@ -7,7 +7,7 @@ than float32. So before `dtype=auto` picks bfloat16 on a CPU, a child process ru
 matrix product in both precisions: if it dies, or bf16 is not faster, eager bf16 is not used. A second
 child then times the same product compiled by torch.compile (inductor's own GEMM kernels, which set up
 AMX's tiles themselves and so run where oneDNN's die): when that is faster, bf16 is used by compiled
-teachers (`teacher.compile`, distill/compiled.py). Where oneDNN's bf16 kernels crash, this process and
+teachers (`teacher.compile`, distill/runtime/compiled.py). Where oneDNN's bf16 kernels crash, this process and
 its children cap oneDNN below AMX (`ONEDNN_MAX_CPU_ISA`) so no bf16 op left to it can kill them.
 
 The verdict is kept in the environment (`DISTILL_CPU_BF16`), so worker processes started afterwards
@@ -52,7 +52,7 @@ print(json.dumps({{"float32": fp32, "bfloat16": seconds({bf16}, x.to(torch.bfloa
 """
 PROBE = _PROBE.format(context="torch.inference_mode()", bf16="layer.to(torch.bfloat16)")
 
-# How compiled teachers (distill/compiled.py) have inductor build their graphs: its own GEMM kernels
+# How compiled teachers (distill/runtime/compiled.py) have inductor build their graphs: its own GEMM kernels
 # (CPP; aten where it has none), chosen by timing, with the weights frozen into the graph.
 INDUCTOR_OPTIONS = {"max_autotune": True, "freezing": True, "max_autotune_gemm_backends": "CPP,ATEN"}
 # oneDNN's best ISA without AMX: what its bf16 ops get where the AMX kernels crash.

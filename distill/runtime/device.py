@@ -7,7 +7,7 @@ import os
 import torch
 
 from . import cpu_bf16
-from .errors import DistillError
+from ..errors import DistillError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # teacher.batch_size / max_tokens left null: a CPU does best with small batches, whose activations stay in
@@ -38,7 +38,7 @@ def resolve_dtype(name: str, device: torch.device, compiled: bool = False) -> to
     """`auto`: bfloat16 on GPUs that support it, float16 on older GPUs, bfloat16 on CPUs where it runs
     natively and faster than float32 (see cpu_bf16; for a `compiled` model, faster once compiled),
     float32 elsewhere. An explicit bfloat16 on a CPU whose eager bf16 kernels crash is refused with the
-    reason instead of killing the process, unless the model is compiled (distill/compiled.py)."""
+    reason instead of killing the process, unless the model is compiled (distill/runtime/compiled.py)."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cpuinfo, fast_deberta
-from .classifiers import TokenClassifier, folder_meta, folder_size_mb, input_max_length
-from .errors import DistillError
+from ..runtime import cpuinfo, fast_deberta
+from .base import TokenClassifier, folder_meta, folder_size_mb, input_max_length
+from ..errors import DistillError
 
 log = logging.getLogger(__name__)
 ONNX_DIR = "onnx"

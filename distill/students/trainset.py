@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import DistillError
+from ..errors import DistillError
 
 
 @dataclass

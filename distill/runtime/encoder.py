@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModel
 
-from .hub import load_model
+from .models import load_model
 
 
 class SentenceEncoder:

@@ -22,7 +22,7 @@ import logging
 import torch
 
 from . import cpu_bf16
-from .errors import DistillError
+from ..errors import DistillError
 
 log = logging.getLogger(__name__)
 

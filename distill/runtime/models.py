@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DistillError
+from ..errors import DistillError
 
 FETCH_HINT = "run ../shared/bin/fetch-models (or set DISTILL_MODELS to where it put the models)"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import DistillError
-from .students import agreement_metric, last_checkpoint, load_student, training_kwargs
+from ..errors import DistillError
+from .finetune import agreement_metric, last_checkpoint, load_student, training_kwargs
 from .trainset import LabelledTexts
 
 

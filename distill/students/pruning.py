@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import DistillError
+from ..errors import DistillError
 from .layers import layer_stack
 from .losses import soft_cross_entropy
 

@@ -22,13 +22,14 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .classifiers import META_FILE, TokenClassifier, folder_meta, folder_size_mb, input_max_length
-from .config import StudentConfig, TrainConfig
-from .device import is_main_process, resolve_device, world_size
-from .errors import DistillError
-from .hub import load_error, looks_local, resolve_model_ref
+from .base import META_FILE, TokenClassifier, folder_meta, folder_size_mb, input_max_length
+from ..config import StudentConfig, TrainConfig
+from ..runtime.device import is_main_process, resolve_device, world_size
+from ..errors import DistillError
+from ..runtime.models import load_error, looks_local, resolve_model_ref
 from .layers import keep_first_layers
-from . import fast_deberta, tracking
+from ..runtime import fast_deberta
+from .. import tracking
 from .losses import hard_cross_entropy, soft_cross_entropy
 from .trainset import LabelledTexts, prepare
 
@@ -202,13 +203,13 @@ def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, tr
 
 
 def txtai_finetune(*args) -> dict:
-    from .txtai_trainer import txtai_finetune as fit  # txtai is imported only when asked for
+    from .txtai import txtai_finetune as fit  # txtai is imported only when asked for
 
     return fit(*args)
 
 
 def embedding_lr(*args) -> dict:
-    from .embedding_lr_student import train as fit
+    from .embedding_lr import train as fit
 
     return fit(*args)
 

@@ -1,7 +1,7 @@
 """A trained student as a Hugging Face Hub model repo: first a complete folder on disk, then one upload.
 
 The folder holds the weights as safetensors, the tokenizer, config.json with the label names, the model
-card (README.md, see distill.modelcard), the eval stage's plots and numbers. It is checked by loading it
+card (README.md, see distill.hub.card), the eval stage's plots and numbers. It is checked by loading it
 with `transformers.pipeline` before anything is uploaded, and it stays on disk whatever the upload does.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .errors import DistillError
-from .labelstore import classifier_teacher_of
-from .modelcard import CardInputs, build_card, dataset_info, hub_id_of
+from ..errors import DistillError
+from ..labelstore import classifier_teacher_of
+from .card import CardInputs, build_card, dataset_info, hub_id_of
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import cpuinfo
+from ..runtime import cpuinfo
 
 Predict = Callable[[Sequence[str], int], object]  # (texts, batch_size) -> probabilities
 

@@ -15,8 +15,8 @@ from typing import Optional
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .config import TrainConfig
-from .metrics import fmt, markdown_table
+from ..config import TrainConfig
+from ..evaluation.metrics import fmt, markdown_table
 
 # Local models that ../shared/bin/fetch-models lays out, and the Hub repos they came from.
 KNOWN_HUB_IDS = {
@@ -49,7 +49,7 @@ TRAIN_HIDDEN = ("device", "labels_path", "overwrite", "resume")  # how it ran, n
 
 @dataclass
 class CardInputs:
-    """Everything the card says, gathered by distill.publish from the student folder and the eval stage."""
+    """Everything the card says, gathered by distill.hub.repo from the student folder and the eval stage."""
 
     repo_id: str
     labels: list

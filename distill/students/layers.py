@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import DistillError
+from ..errors import DistillError
 
 
 def layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
