@@ -1,4 +1,6 @@
-"""Stable, content-keyed artifact paths under `paths.outputs`.
+"""Where every artifact is on disk for a config: stable, content-keyed paths under `paths.outputs`, and
+the lookups the stages share (which labels a student learns from, which student a stage works on,
+which eval numbers belong to it).
 
 `train` finds what `label` wrote, and a sweep over student settings reuses one labelling, because every
 path is derived from the settings that change its content (never from a timestamp):
@@ -17,17 +19,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import TeacherConfig
+from .config import EvalStudents, TeacherConfig
 from .data import data_fingerprint
+from .errors import DistillError
+from .students.folder import RECORD_FILE, is_student, is_trained, trained_on
 
-# Teacher settings that change the labels; batch size and device only change the speed.
-TEACHER_KEYS = ("kind", "model", "template", "templates", "descriptions", "multi_label", "max_length", "temperature",
-                "variant")
-# Precision moves the labels of a few near-tie texts (bf16 against float32 without the recheck: 0.3% of SST-2,
-# 1.5% of AG News), so an explicit teacher.dtype, teacher.compile or teacher.recheck_margin is a different
-# labelling; the default (`auto`: the machine's own choice) is left out (a labelling keeps its key from one
-# machine to the next, and keys made before these were counted stay valid).
-PRECISION_KEYS = ("dtype", "compile", "recheck_margin")
 # Student/train settings that change the student; `labels_path` is covered by the label key.
 TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume")
 
@@ -42,19 +38,20 @@ def outputs_root(cfg: DictConfig) -> Path:
 
 
 def teacher_identity(cfg: DictConfig) -> dict:
+    """The teacher settings that change its labels, as each teacher kind declares them (LABEL_KEYS)."""
+    from .teachers import TEACHERS, identity_keys
+
     teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    keys, explicit = identity_keys()
     # Unset options are left out, so adding a new option to the schema keeps existing keys valid.
-    identity = {k: teacher[k] for k in TEACHER_KEYS if teacher.get(k) not in (None, {}, [])}
-    for key in PRECISION_KEYS:  # YAML reads compile: false as a bool
+    identity = {k: teacher[k] for k in keys if teacher.get(k) not in (None, {}, [])}
+    for key in explicit:  # YAML reads compile: false as a bool
         default = str(getattr(TeacherConfig, key)).lower()
         value = str(teacher.get(key, default)).lower()
         if value != default:
             identity[key] = value
-    if teacher.get("kind") == "classifier":  # a retrained folder at the same path is another teacher
-        from .teachers.classifier import model_fingerprint
-
-        identity["fingerprint"] = model_fingerprint(teacher["model"])
-    return identity
+    kind = TEACHERS.get(teacher.get("kind"))
+    return {**identity, **(kind.extra_identity(teacher) if kind else {})}
 
 
 def label_identity(cfg: DictConfig, split: str = "pool") -> dict:
@@ -131,5 +128,195 @@ def write_json(path: Path, obj) -> None:
     """Write JSON atomically: a crash never leaves a half-written file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
     os.replace(tmp, path)
+
+
+def expand(path) -> Path:
+    return Path(os.path.expanduser(str(path)))
+
+
+def source_name(cfg: DictConfig) -> str:
+    """Who labelled the student's data: the teacher's name, or weak-<preset> under weak supervision."""
+    return f"weak-{cfg.weak.name}" if uses_weak(cfg) else cfg.teacher.name
+
+
+def trained_labels(cfg: DictConfig) -> Path:
+    """The label file this config's students learn from, whether or not it exists yet."""
+    return weak_dir(cfg) / "pool.parquet" if uses_weak(cfg) else labels_file(cfg)
+
+
+def find_labels(cfg: DictConfig) -> Path:
+    """The label file to learn from: `train.labels_path`, else what stage=label (or weak) wrote for this config."""
+    if cfg.train.labels_path:
+        path = expand(cfg.train.labels_path)
+        if not path.exists():
+            raise DistillError(f"train.labels_path: {path} does not exist")
+        return path
+    if uses_weak(cfg):
+        path = weak_dir(cfg) / "pool.parquet"
+        if not path.exists():
+            raise DistillError(f"no combined labels for weak={cfg.weak.name} at {path}: run `python -m distill "
+                               f"stage=weak` with the same data/weak overrides first")
+        return path
+    path = labels_file(cfg, "pool")
+    if not path.exists():
+        raise DistillError(f"no teacher labels for this data/teacher at {path}: run `python -m distill stage=label` "
+                           f"with the same data/teacher overrides first, or set train.labels_path")
+    return path
+
+
+def record_student(out_dir: Path, labels_path: Path, cfg: DictConfig, **extra) -> None:
+    """distill_config.json: the label file and the whole config a student was made with."""
+    write_json(Path(out_dir) / RECORD_FILE, {
+        "labels_path": str(labels_path), **extra, "config": OmegaConf.to_container(cfg, resolve=True)})
+
+
+def find_student(cfg: DictConfig, key: str = "eval.student_path") -> Path:
+    """The student a stage works on: the folder the setting `key` names, else the one this config's
+    stage=train wrote; it must hold a student."""
+    explicit = OmegaConf.select(cfg, key)
+    path = expand(explicit) if explicit else student_dir(cfg)
+    if not is_student(path):
+        raise DistillError(f"no trained student at {path}: run `python -m distill stage=train` with the same "
+                           f"overrides first, or set {key}")
+    return path
+
+
+def find_students(cfg: DictConfig) -> list[Path]:
+    """`eval.students`: this config's student, or all trained on the labels this config's label (or weak)
+    stage wrote: every student of one labelling, whatever its model or training settings."""
+    if cfg.eval.students == EvalStudents.this or cfg.eval.student_path:
+        return [find_student(cfg)]
+    root = outputs_root(cfg) / "students" / cfg.data.name
+    trained = [p for p in sorted(root.glob(f"{source_name(cfg)}-*")) if is_student(p) and is_trained(p)]
+    # this labelling's students, then those that learned from labels one of them wrote (a teacher assistant)
+    wanted, found = {_resolved(trained_labels(cfg))}, []
+    while True:
+        new = [p for p in trained if p not in found and _resolved(trained_on(p)) in wanted]
+        if not new:
+            break
+        found += new
+        wanted |= _labels_written_by(new, outputs_root(cfg) / "labels" / cfg.data.name)
+    found.sort()
+    if not found:
+        raise DistillError(f"eval.students=all: no trained student under {root} for {source_name(cfg)}; "
+                           "run stage=train first")
+    return found
+
+
+def _resolved(path) -> str | None:
+    return str(expand(path).resolve()) if path else None
+
+
+def _labels_written_by(students: list[Path], labels_root: Path) -> set[str]:
+    """The label files under `labels_root` that one of `students` wrote as a classifier teacher."""
+    folders = {_resolved(p) for p in students}
+    written = set()
+    for labels in labels_root.glob("*/labels.parquet"):
+        teacher = classifier_teacher_of(labels)
+        if teacher and _resolved(teacher.get("model")) in folders:
+            written.add(_resolved(labels))
+    return written
+
+
+def classifier_teacher_of(labels_path) -> dict | None:
+    """The settings of the trained classifier (teacher.kind=classifier: a teacher assistant) that wrote a
+    label file, from the meta.json beside it; None when a zero-shot teacher or stage=weak wrote it, or the
+    meta.json is missing or unreadable."""
+    meta = Path(labels_path).parent / "meta.json" if labels_path else None
+    try:
+        teacher = json.loads(meta.read_text()).get("teacher") or {} if meta is not None else {}
+    except (OSError, ValueError):
+        return None
+    return teacher if teacher.get("kind") == "classifier" else None
+
+
+def report_dir(cfg: DictConfig) -> Path:
+    """Where stage=eval writes for this config: the student's eval folder, or <source>-all for eval.students=all."""
+    if cfg.eval.students == EvalStudents.all and not cfg.eval.student_path:
+        return outputs_root(cfg) / "eval" / cfg.data.name / f"{source_name(cfg)}-all"
+    return eval_dir(cfg)
+
+
+def find_metrics(cfg: DictConfig, student: Path, data_name: str) -> Path | None:
+    """`hub.metrics_path`, else what stage=eval wrote for this student (its eval folder has the student
+    folder's name); None when the student was never evaluated."""
+    if cfg.hub.metrics_path:
+        path = expand(cfg.hub.metrics_path)
+        if not path.is_file():
+            raise DistillError(f"hub.metrics_path: {path} does not exist")
+        return path
+    if cfg.hub.student_path:
+        path = outputs_root(cfg) / "eval" / data_name / student.name / "metrics.json"
+    else:
+        path = eval_dir(cfg) / "metrics.json"
+    if path.is_file():
+        return path
+    # else an `eval.students=all` comparison that measured this folder among others (the newest one)
+    found = [p for p in (outputs_root(cfg) / "eval" / data_name).glob("*-all/metrics.json")
+             if _measures(p, student)]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _measures(metrics_path: Path, student: Path) -> bool:
+    models = json.loads(metrics_path.read_text()).get("models", [])
+    return any(expand(m.get("model", "")).resolve() == student.resolve() for m in models)
+
+
+def repo_folder(cfg: DictConfig, repo_id: str) -> Path:
+    """Where stage=publish assembles the Hub repo folder."""
+    if cfg.hub.out_dir:
+        return expand(cfg.hub.out_dir)
+    return outputs_root(cfg) / "hub" / repo_id.replace("/", "--")  # '--' never occurs in a repo id
+
+
+def predictions_path(cfg: DictConfig, input_path: Path) -> Path:
+    """Where stage=predict writes: predict.output, else outputs/predictions/<input>.predictions.<ext>."""
+    if cfg.predict.output:
+        return expand(cfg.predict.output)
+    return outputs_root(cfg) / "predictions" / f"{input_path.stem}.predictions{input_path.suffix}"
+
+
+def predict_student(cfg: DictConfig) -> Path:
+    """The student stage=predict runs: predict.student_path as given (a folder or a hub id), else this
+    config's trained student."""
+    if cfg.predict.student_path:
+        return expand(cfg.predict.student_path)
+    return find_student(cfg, "predict.student_path")
+
+
+def pruned_suffix(cfg: DictConfig, short: bool = False) -> str:
+    """What the cut was, for the pruned student's folder (ffn768, ffn768-drop1, drop1-assistant-pool-<key>...)
+    and, `short`, its name (the labels' teacher without the key: drop1-assistant)."""
+    parts = [f"ffn{cfg.prune.ffn_size}"] if cfg.prune.ffn_size is not None else []
+    if cfg.prune.drop_layers:
+        parts.append(f"drop{cfg.prune.drop_layers}")
+    if cfg.prune.labels_path:  # the labels' folder, <teacher>-pool-<key>, says whose labels they are
+        folder = expand(cfg.prune.labels_path)
+        folder = (folder if folder.is_dir() else folder.parent).resolve().name
+        parts.append(folder.rsplit("-pool-", 1)[0] if short else folder)
+    return "-".join(parts)
+
+
+def pruned_dir(cfg: DictConfig) -> Path:
+    """Where stage=prune writes: next to the trained student, `<student folder>-<pruned_suffix>`."""
+    source = student_dir(cfg)
+    return source.with_name(f"{source.name}-{pruned_suffix(cfg)}")
+
+
+def prune_labels(cfg: DictConfig) -> Path:
+    """The label file the cut student is fine-tuned on: prune.labels_path, else the source student's."""
+    if not cfg.prune.labels_path:
+        return find_labels(cfg)
+    path = expand(cfg.prune.labels_path)
+    if path.is_dir():
+        path = path / "labels.parquet"
+    if not path.is_file():
+        raise DistillError(f"prune.labels_path: {path} does not exist; run stage=label for those labels first")
+    return path
+
+
+def _json_default(value):
+    """numpy scalars as numbers, enums as their value, anything else (paths) as its string."""
+    return value.item() if hasattr(value, "item") else getattr(value, "value", str(value))

@@ -14,10 +14,27 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package (package data)
 
 
-class Stage(str, Enum):
+class Choice(str, Enum):
+    """A closed choice of the schema: a wrong value fails at composition, naming the allowed ones. It
+    compares, hashes, prints and serialises (JSON, cache keys) as its plain string value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+def choices(name: str, *values: str) -> type[Choice]:
+    """A Choice whose member names are its values, also where a value is no Python name (`onnx-int8`):
+    Hydra and OmegaConf accept a member by name."""
+    return Choice(name, {v: v for v in values})
+
+
+class Stage(Choice):
     label = "label"
     train = "train"
     eval = "eval"
@@ -26,6 +43,20 @@ class Stage(str, Enum):
     publish = "publish"
     weak = "weak"
     prune = "prune"
+
+
+TeacherKind = choices("TeacherKind", "nli", "embedding", "onnx", "classifier")  # keys of teachers.TEACHERS
+StudentKind = choices("StudentKind", "finetune", "embedding_lr")
+Trainer = choices("Trainer", "transformers", "txtai")
+Targets = choices("Targets", "soft", "hard")
+Variant = choices("Variant", "torch", "onnx", "onnx-int8")  # how a fine-tuned student runs
+LabelModel = choices("LabelModel", "dawid_skene", "average", "majority_vote")
+NoiseMode = choices("NoiseMode", "off", "flag", "drop", "downweight")
+PriorFrom = choices("PriorFrom", "vote", "em")
+TeacherVotes = choices("TeacherVotes", "hard", "soft")
+EvalStudents = choices("EvalStudents", "this", "all")
+PredictModel = choices("PredictModel", "student", "teacher")
+Dtype = choices("Dtype", "auto", "float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -69,7 +100,7 @@ class DataConfig:
 @dataclass
 class TeacherConfig:
     name: str = MISSING
-    kind: str = "nli"  # key of distill.teachers.TEACHERS: nli | embedding | onnx | classifier
+    kind: TeacherKind = TeacherKind.nli  # key of distill.teachers.TEACHERS
     model: str = MISSING  # local folder or Hugging Face hub id
     template: str = "This example is {}."
     # Prompt ensemble: several templates, scores averaged over them (replaces `template` when set).
@@ -85,7 +116,7 @@ class TeacherConfig:
     max_length: int = 512
     temperature: float = 0.05  # embedding teacher: softmax(cosine / temperature)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    dtype: Dtype = Dtype.auto
     # nli on a CPU: torch.compile the model (inductor's own GEMM kernels: bfloat16 on AMX where eager
     # bf16 is slow or crashes). auto: only for a labelling big enough to repay minutes of compiling
     # (distill/runtime/compiled.py) | true | false
@@ -94,13 +125,13 @@ class TeacherConfig:
     # scored again in float32, so near ties get float32's label (0 turns it off; float32 needs no recheck)
     recheck_margin: float = 0.01
     # classifier teacher (a trained student folder): torch | onnx | onnx-int8; null is torch
-    variant: Optional[str] = None
+    variant: Optional[Variant] = None
 
 
 @dataclass
 class StudentConfig:
     name: str = MISSING
-    kind: str = "finetune"  # finetune: the whole encoder + a new head | embedding_lr: frozen encoder + logistic regression
+    kind: StudentKind = StudentKind.finetune  # finetune: the whole encoder + a new head | embedding_lr: frozen encoder + logistic regression
     model: str = MISSING  # local folder or hub id of an encoder
     max_length: int = 128
     lr_c: float = 1.0  # embedding_lr: the logistic regression's C (inverse L2 strength)
@@ -109,7 +140,7 @@ class StudentConfig:
     layers: Optional[int] = None
 
 
-class Engine(str, Enum):
+class Engine(Choice):
     local = "local"  # this process
     ray = "ray"  # a Ray Data pipeline: an actor pool, one model copy per actor (see `ray:` and distill/ray_engine.py)
 
@@ -139,8 +170,8 @@ class RayConfig:
 
 @dataclass
 class TrainConfig:
-    trainer: str = "transformers"  # transformers (soft or hard) | txtai (txtai's HFTrainer, hard targets)
-    targets: str = "soft"  # soft: teacher probabilities; hard: teacher argmax
+    trainer: Trainer = Trainer.transformers  # transformers (soft or hard) | txtai (txtai's HFTrainer, hard targets)
+    targets: Targets = Targets.soft  # soft: teacher probabilities; hard: teacher argmax
     temperature: float = 2.0  # soft targets and student logits are divided by T; loss scaled by T^2
     min_confidence: float = 0.0  # drop texts whose top teacher probability is below this
     confidence_weighting: bool = False  # weigh each text by the teacher's confidence in its label
@@ -170,8 +201,8 @@ class EvalConfig:
     repeats: int = 3  # timed passes over the bench texts at each batch size; the fastest counts (least disturbed)
     teacher: bool = True  # score and time the teacher too
     student_path: Optional[str] = None  # a student folder; None: the one this config's train stage wrote
-    students: str = "this"  # this: the configured student | all: every student trained on this data and teacher
-    variants: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])  # of fine-tuned students
+    students: EvalStudents = EvalStudents.this  # this: the configured student | all: every student trained on this data and teacher
+    variants: List[Variant] = field(default_factory=lambda: [Variant("torch"), Variant("onnx"), Variant("onnx-int8")])  # of fine-tuned students
     plots: bool = True  # PNG plots in the report (needs matplotlib)
 
 
@@ -202,14 +233,14 @@ class WeakConfig:
     keywords: Dict[str, List[str]] = field(default_factory=dict)  # label -> words: an LF that votes it or abstains
     regex: Dict[str, List[str]] = field(default_factory=dict)  # label -> regular expressions, one LF per label
     hook: Optional[str] = None  # module:function, texts -> a label name (or None: abstain) per text
-    label_model: str = "dawid_skene"  # dawid_skene | average | majority_vote: what the student learns from
-    teacher_votes: str = "hard"  # hard: teachers vote their argmax | soft: their (calibrated) probabilities
+    label_model: LabelModel = LabelModel.dawid_skene  # what the student learns from
+    teacher_votes: TeacherVotes = TeacherVotes.hard  # hard: teachers vote their argmax | soft: their (calibrated) probabilities
     calibrate: bool = True  # temperature-scale each teacher to the other sources' consensus (no gold)
     class_prior: Optional[Dict[str, float]] = None  # label -> share, held fixed; None: estimated (prior_from)
-    prior_from: str = "vote"  # vote: the sources' majority-vote class shares, held | em: re-estimated by EM
+    prior_from: PriorFrom = PriorFrom.vote  # vote: the sources' majority-vote class shares, held | em: re-estimated by EM
     smoothing: float = 1.0  # Dawid-Skene pseudo-counts in every confusion cell
     weights: Dict[str, float] = field(default_factory=dict)  # source -> weight (default 1; 0.5 each for two copies)
-    noise: str = "downweight"  # off | flag | drop | downweight: what a likely wrong label's `weight` becomes
+    noise: NoiseMode = NoiseMode.downweight  # what a likely wrong label's `weight` becomes
     # Features of the k-fold classifier: tfidf (the text: a view independent of the sources) and/or sources
     # (their votes: a classifier on those mostly relearns the label model and flags next to nothing).
     noise_features: List[str] = field(default_factory=lambda: ["tfidf"])
@@ -217,7 +248,7 @@ class WeakConfig:
     seed: int = 42
 
 
-class LoggerKind(str, Enum):
+class LoggerKind(Choice):
     none = "none"
     wandb = "wandb"
 
@@ -239,9 +270,9 @@ class LoggerConfig:
 
 @dataclass
 class PredictConfig:
-    model: str = "student"  # student (this config's, or predict.student_path) | teacher
+    model: PredictModel = PredictModel.student  # student (this config's, or predict.student_path) | teacher
     student_path: Optional[str] = None  # a student folder; None: the one this config's train stage wrote
-    variant: str = "torch"  # student: torch | onnx | onnx-int8
+    variant: Variant = Variant.torch  # of the student
     output: Optional[str] = None  # None: <paths.outputs>/predictions/<input name>.predictions.<same format>
     text_column: Optional[str] = None  # None: data.text_columns, joined by data.text_separator
     batch_size: int = 64

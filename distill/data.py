@@ -31,7 +31,8 @@ from distill.errors import DistillError
 log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
-           ".txt": "lines"}
+           ".pq": "parquet", ".txt": "lines"}
+TABLES = ("csv", "tsv", "jsonl", "parquet")  # formats with columns (predict reads and writes these)
 SHOWN = 5  # offending rows or values quoted in an error message
 LOADER_VERSION = 1  # bump when the loaders change what they return, so cached artifacts are not reused
 CHUNK_ROWS = 10_000  # rows a streaming reader holds at once
@@ -117,11 +118,16 @@ def _parse_errors(path: Path, fmt: str):
         raise DistillError(f"could not parse {path} as {fmt}: {str(e).splitlines()[0]}") from e
 
 
+def delimited_options(fmt: str) -> dict:
+    """read_csv's arguments for a csv or tsv file, the same for every reader of user files."""
+    # SMS Spam texts carry bare `"` characters (and GLUE TSVs are written unquoted): never unquote TSV.
+    return dict(sep="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
+                index_col=False, encoding="utf-8")
+
+
 def _delimited_options(path: Path, fmt: str, cfg: DataConfig, columns: dict[str, str]) -> dict:
     """read_csv arguments for the asked-for columns, checked against the header (or data.column_names)."""
-    # SMS Spam texts carry bare `"` characters (and GLUE TSVs are written unquoted): never unquote TSV.
-    options = dict(sep="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
-                   index_col=False, encoding="utf-8")
+    options = delimited_options(fmt)
     names = list(cfg.column_names) if cfg.column_names else None
     available = names or list(pd.read_csv(path, nrows=0, **options).columns)
     _require_columns(columns, available, path)
@@ -236,6 +242,49 @@ def _line_chunks(path: Path) -> Iterator[list[str]]:
 
 def _read_lines(path: Path) -> list[str]:
     return [line for lines in _line_chunks(path) for line in lines]
+
+
+# --- whole tables, every column: files to predict on -------------------------------------------------
+
+def file_format(path: Path, key: str = "predict") -> str:
+    """The table format of `path`, from its extension; `key` names who asked, in the error."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt not in TABLES:
+        known = sorted(ext for ext, f in FORMATS.items() if f in TABLES)
+        raise DistillError(f"{key}: cannot tell the format of {path} from its extension; use one of {', '.join(known)}")
+    return fmt
+
+
+def read_frames(path: Path, fmt: str, chunk_rows: int = CHUNK_ROWS, key: str = "predict") -> Iterator[pd.DataFrame]:
+    """Every column of a table, `chunk_rows` rows at a time; csv/tsv cells as text, an empty cell missing."""
+    try:
+        if fmt in ("csv", "tsv"):
+            yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False, na_values=[""],
+                                   **delimited_options(fmt))
+        elif fmt == "jsonl":
+            yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+        else:
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+    except DistillError:
+        raise
+    except Exception as e:  # pandas and pyarrow raise many types on a corrupt file
+        raise DistillError(f"{key}: could not read {path} as {fmt} ({type(e).__name__}: "
+                           f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+
+
+def count_rows(path: Path, fmt: str) -> int | None:
+    """The rows of a table when known without reading it all (parquet's metadata), else None."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:
+            return None
+    return None  # counting a text file costs a full read; a progress bar counts up instead
 
 
 # --- from raw columns to texts and gold names ---------------------------------------------------------

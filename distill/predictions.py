@@ -15,66 +15,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .data import count_rows, file_format, read_frames
 from .errors import DistillError
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 CHUNK_ROWS = 512  # rows read, predicted and written at a time (the progress bar moves per chunk)
 ADDED = ("predicted_label", "score", "text_missing")
 
 PredictProba = Callable[[Sequence[str], int], np.ndarray]
 
 
-def file_format(path: Path) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise DistillError(f"predict: cannot tell the format of {path} from its extension; use one of "
-                           f"{', '.join(sorted(FORMATS))}")
-    return fmt
-
-
-def _chunks(path: Path, fmt: str) -> Iterator[pd.DataFrame]:
-    try:
-        if fmt in ("csv", "tsv"):
-            yield from pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", chunksize=CHUNK_ROWS, dtype=str,
-                                   keep_default_na=False, na_values=[""])
-        elif fmt == "jsonl":
-            yield from pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False)
-        else:
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-                yield batch.to_pandas()
-    except DistillError:
-        raise
-    except Exception as e:  # pandas and pyarrow raise many types on a corrupt file
-        raise DistillError(f"predict: could not read {path} as {fmt} ({type(e).__name__}: "
-                           f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
-
-
 def first_chunk(path: Path, fmt: str, columns: Sequence[str]) -> pd.DataFrame:
     """The file's first rows, after checking it reads, has rows and has the text columns."""
-    first = next(_chunks(path, fmt), None)
+    first = next(read_frames(path, fmt, CHUNK_ROWS), None)
     if first is None or first.empty:
         raise DistillError(f"predict: {path} has no rows")
     texts_of(first.head(1), columns, "", path)
     return first
-
-
-def count_rows(path: Path, fmt: str) -> Optional[int]:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.ParquetFile(path).metadata.num_rows
-        except Exception:
-            return None
-    return None  # counting a text file costs a full read; the bar counts up instead
 
 
 def texts_of(frame: pd.DataFrame, columns: Sequence[str], separator: str, where) -> tuple[list[str], np.ndarray]:
@@ -225,7 +187,7 @@ def predict_file(input_path: Path, output_path: Path, predict_proba: PredictProb
     fmt_in, fmt_out = check_paths(input_path, output_path)
     check_labels(labels, positive_label)
     frames = (predict_frame(chunk, predict_proba, labels, text_columns, separator, batch_size, threshold,
-                            positive_label, input_path) for chunk in _chunks(input_path, fmt_in))
+                            positive_label, input_path) for chunk in read_frames(input_path, fmt_in, CHUNK_ROWS))
     with tqdm(total=count_rows(input_path, fmt_in), desc=desc, unit="row") as bar:
         tally = write_frames(frames, output_path, fmt_out, labels, bar)
     return tally.result(input_path, output_path, threshold)

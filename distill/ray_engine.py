@@ -29,19 +29,14 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DistillError
+from .errors import DistillError, require
 
 log = logging.getLogger(__name__)
 Factory = Callable[[], Callable[[pd.DataFrame], pd.DataFrame]]
 
 
 def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as e:
-        raise DistillError("label.engine=ray / predict.engine=ray need Ray: pip install 'distill[ray]'") from e
-    return ray
+    return require("ray", "label.engine=ray / predict.engine=ray", "ray", "ray.data")[0]
 
 
 @contextlib.contextmanager
@@ -234,14 +229,16 @@ def as_local(table) -> pd.DataFrame:
 
 
 def read_input(path: Path, fmt: str, columns: Sequence[str]):
-    """The input file as a Ray dataset, read as `predict._chunks` reads it (CSV cells as strings, "" = missing)."""
+    """The input file as a Ray dataset, read as `data.read_frames` reads it (CSV cells as strings, "" = missing,
+    TSV never unquoted)."""
     ray = _ray()
     if fmt in ("csv", "tsv"):
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
         return ray.data.read_csv(
-            str(path), parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
+            str(path), parse_options=pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",",
+                                                        quote_char=False if fmt == "tsv" else '"'),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                                  strings_can_be_null=True, null_values=[""]))
     if fmt == "jsonl":
@@ -258,7 +255,8 @@ def predict_file(input_path: Path, output: Path, frame_fn: Factory, labels: Sequ
     written by the workers. Returns what `distill.predictions.predict_file` returns."""
     from tqdm.auto import tqdm
 
-    from .predictions import FORMATS, Tally, check_paths, count_rows, file_format, first_chunk, write_frames
+    from .data import FORMATS, count_rows, file_format
+    from .predictions import Tally, check_paths, first_chunk, write_frames
 
     to_folder = output.suffix.lower() not in FORMATS
     fmt_in, fmt_out = (file_format(input_path), None) if to_folder else check_paths(input_path, output)

@@ -13,14 +13,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .artifacts import write_json
 from .errors import DistillError
+from .tracking import hydra_job
 
 RESULT_FILE = "result.json"
 # (column, key in the result): shown when at least one job has a value
@@ -77,33 +78,12 @@ def finish_job(cfg: DictConfig, stage: str, result: dict) -> Any:
     """Write `result.json` into the Hydra job folder; return the objective (a float) when one is set."""
     results = by_stage(stage, result)
     objective = objective_value(cfg.objective, results) if cfg.get("objective") else None
-    folder, overrides, num = _hydra_job()
-    if folder is not None:
-        record = {"job": num, "stage": stage, "overrides": overrides, "result": results,
+    job = hydra_job()
+    if job is not None:
+        record = {"job": job.num, "stage": stage, "overrides": job.overrides, "result": results,
                   "objective": {"key": cfg.objective, "value": objective} if objective is not None else None}
-        write_json(folder / RESULT_FILE, record)
+        write_json(job.output_dir / RESULT_FILE, record)
     return objective if objective is not None else result
-
-
-def _hydra_job() -> tuple[Optional[Path], list[str], Optional[int]]:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None, [], None
-    hc = HydraConfig.get()
-    num = hc.job.get("num")
-    return Path(hc.runtime.output_dir), list(hc.overrides.task), num
-
-
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    return value.item() if hasattr(value, "item") else getattr(value, "value", str(value))
 
 
 def summarize(sweep_dir: Path) -> Optional[str]:

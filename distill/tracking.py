@@ -17,12 +17,16 @@ import os
 import re
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import DistillError
+from .config import StudentKind
+from .errors import DistillError, require
+from .students.folder import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +49,7 @@ def _enabled(cfg: DictConfig) -> bool:
 
 
 def _import_wandb():
-    try:
-        import wandb
-    except ImportError:
-        raise DistillError("logger=wandb needs the wandb package: pip install 'distill[wandb]'") from None
-    return wandb
+    return require("wandb", "logger=wandb", "wandb")[0]
 
 
 def resolve_mode(mode: Optional[str]) -> str:
@@ -80,25 +80,36 @@ def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
-def _hydra_job() -> tuple[Optional[str], Optional[int]]:
-    """(sweep folder name, job number) under `-m`; (None, None) in a single run or outside Hydra."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-    except ImportError:
-        return None, None
+@dataclass(frozen=True)
+class HydraJob:
+    output_dir: Path  # the job's folder (config, log, result.json)
+    overrides: list[str]
+    num: Optional[int]  # the job number under -m
+    multirun: bool
+
+
+def hydra_job() -> Optional[HydraJob]:
+    """The Hydra job this process runs, None outside `@hydra.main` (tests, notebooks)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     if not HydraConfig.initialized():
-        return None, None
+        return None
     hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return None, None
-    return Path(hc.runtime.output_dir).parent.name, hc.job.num
+    return HydraJob(Path(hc.runtime.output_dir), list(hc.overrides.task), hc.job.get("num"),
+                    hc.mode == RunMode.MULTIRUN)
+
+
+def _sweep_job() -> tuple[Optional[str], Optional[int]]:
+    """(sweep folder name, job number) under `-m`; (None, None) in a single run or outside Hydra."""
+    job = hydra_job()
+    return (job.output_dir.parent.name, job.num) if job is not None and job.multirun else (None, None)
 
 
 def init_kwargs(cfg: DictConfig, stage: str, mode: str) -> dict:
     """wandb.init's arguments: project/entity/tags from logger.*, the sweep as the group, the config."""
     logger = cfg.logger
-    sweep, job = _hydra_job()
+    sweep, job = _sweep_job()
     name = logger.name or "-".join(str(x) for x in (cfg.data.name, cfg.teacher.name, cfg.student.name,
                                                     cfg.train.targets))
     folder = Path(os.path.expanduser(logger.dir or cfg.paths.outputs))
@@ -178,7 +189,7 @@ def _log_label(wandb, run, stage: str, cfg: DictConfig, result: dict) -> None:
 def _log_train(wandb, run, stage: str, cfg: DictConfig, result: dict) -> None:
     run.log(_scalars(stage, result))
     folder = Path(result.get("student_dir") or "")
-    if not cfg.logger.log_model or not (folder / "config.json").is_file():
+    if not cfg.logger.log_model or kind_of(folder) != StudentKind.finetune:
         return
     # top-level files only: a resumable run's checkpoints/ are not part of the student
     name = _slug(f"{cfg.data.name}-{folder.name}")
@@ -217,7 +228,12 @@ def models_table(wandb, models: list[dict]):
     """One row per scored model; nested dicts (samples_per_s) become `key@sub` columns."""
     rows = [_flatten(m) for m in models]
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    return wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+    return wandb.Table(columns=columns, data=[[_cell(row.get(c)) for c in columns] for row in rows])
+
+
+def _cell(value):
+    """A table cell W&B can type: a config choice (an Enum) as its plain string."""
+    return value.value if isinstance(value, Enum) else value
 
 
 def _flatten(entry: dict) -> dict:

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from distill import artifacts
-from distill.evaluation.timing import machine, throughput, write_report
-from distill.students.base import load_classifier
 from distill.config import CONF_DIR, load_config
 from distill.data import load_heldout
-from distill.students.onnx import ONNXClassifier, export
 from distill.evaluation.metrics import label_ids, markdown_table, score
+from distill.evaluation.timing import machine, throughput, write_bench
 from distill.stages import run_stage
+from distill.students.load import load_classifier
+from distill.students.onnx import ONNXClassifier, export
 
 DATASETS = "sst2,ag_news,sms_spam,tweeteval_emotion"
 SCHEMES = {  # name -> quantize_dynamic settings
@@ -98,7 +98,7 @@ def render(results: list[dict], meta: dict) -> str:
     rows = [[r["data"], x["model"], x["accuracy"], x["macro_f1"], x["agreement_with_fp32"],
              x["max_abs_diff_vs_fp32"], x["samples_per_s_32"]] for r in results for x in r["rows"]]
     m = meta["machine"]
-    return (markdown_table(header, rows) + f"\n\nHeld-out texts: "
+    return (markdown_table(header, rows) + "\n\nHeld-out texts: "
             + ", ".join(f"{r['data']} {r['n_heldout']}" for r in results)
             + f". On {m['cpu_summary']}, {m['cores']} cores, {meta['date']}.\n")
 
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     results = [bench(data, args.overrides) for data in args.datasets.split(",")]
     meta = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "overrides": args.overrides, "schemes": SCHEMES}
-    write_report(args.out, {"_meta": meta, "results": results}, render(results, meta))
+    write_bench(args.out, {"_meta": meta, "results": results}, render(results, meta))
     return 0
 
 

@@ -44,13 +44,13 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from distill.evaluation.timing import machine, write_report
 from distill.config import load_config
 from distill.data import load_heldout
-from distill.runtime.device import resolve_device, resolve_dtype, teacher_batch
 from distill.errors import DistillError
 from distill.evaluation.metrics import label_ids, markdown_table
-from distill.stages.label import local_teacher
+from distill.evaluation.timing import machine, write_bench
+from distill.labelling import local_teacher
+from distill.runtime.device import resolve_device, resolve_dtype, teacher_batch
 from distill.teachers import build_teacher
 from distill.teachers.nli import batches
 from distill.teachers.processes import deal
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
                     f"{i['dtype']}" for c, i in first["contenders"].items())
     where = results["_meta"]["machine"].get("gpu") or results["_meta"]["machine"]["cpu_summary"]
     report = (f"{table(results)}\n\nModel {first['model']} on {where} ({first['device']}). {how}. Peak RSS: {next(iter(first['contenders'].values()))['rss']}.\n")
-    write_report(args.out, results, report)
+    write_bench(args.out, results, report)
     return results
 
 

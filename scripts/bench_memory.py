@@ -28,9 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builder and its vocabulary live with the fixtures
-from conftest import WORDS, build_tiny_bert  # noqa: E402
-
 from distill.runtime import cpuinfo  # noqa: E402
+
+from conftest import WORDS, build_tiny_bert  # noqa: E402
 
 BLOCK = 10_000  # texts generated and written at once
 MAX_LENGTH = 64  # teacher.max_length: the texts are truncated as a real run would truncate them

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distill.evaluation.timing import machine, write_report
 from distill.config import load_config
 from distill.errors import DistillError
 from distill.evaluation.metrics import markdown_table
+from distill.evaluation.timing import machine, write_bench
 from distill.stages import label
 
 CONTENDERS = {
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"({first['device']}), shards of {args.shard_size}, on {results['_meta']['machine']['cpu_summary']} "
               f"({results['_meta']['machine']['cores']} cores). Wall time includes starting Ray and loading the "
               f"model in every actor.\n")
-    write_report(args.out, results, report)
+    write_bench(args.out, results, report)
     return results
 
 

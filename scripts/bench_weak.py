@@ -16,9 +16,9 @@ import json
 import logging
 from pathlib import Path
 
-from distill.evaluation.timing import machine
 from distill.config import load_config
 from distill.evaluation.metrics import markdown_table
+from distill.evaluation.timing import machine
 from distill.stages import evaluate, train, weak
 
 DATASETS = "sst2,ag_news,tweeteval_emotion"

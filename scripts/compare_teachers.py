@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from distill.evaluation.timing import machine
 from distill.config import load_config
 from distill.data import load_heldout
-from distill.labelstore import read_labels
 from distill.evaluation.metrics import label_ids, markdown_table, score
-from distill.stages.label import label_split
+from distill.evaluation.timing import machine
+from distill.labelling import label_split
+from distill.labelstore import read_labels
 
 TEACHERS = ["deberta-v3-nli", "deberta-v3-nli-onnx", "mpnet", "minilm-embed"]
 ENSEMBLES = {  # several phrasings of the hypothesis; scores are averaged over them

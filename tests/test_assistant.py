@@ -9,17 +9,18 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from test_stages import make_cfg  # noqa: F401  (a fixture)
 
-from conftest import build_tiny_bert
 from distill import artifacts
-from distill.students.base import load_classifier
 from distill.config import TeacherConfig
 from distill.errors import DistillError
 from distill.stages import label, train
+from distill.students.load import load_classifier
 from distill.teachers import build_teacher
 from distill.teachers.classifier import label_order
 from distill.where import main as where_main
-from test_stages import make_cfg  # noqa: F401  (a fixture)
+
+from conftest import build_tiny_bert
 
 TEXTS = ["the movie was great", "awful", "i think this plot is very good , really", "bad fun"]
 

@@ -5,7 +5,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from test_stages import write_sst2_like
+
+pytest.importorskip("txtai", reason="bench_label's txtai baseline needs txtai: pip install 'distill[txtai]'")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_label.py"
 METRICS = {"texts_per_s", "seconds", "setup_s", "padding_efficiency", "peak_rss_mb", "accuracy", "agreement_with_pipeline",

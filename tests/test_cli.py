@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from test_stages import write_sst2_like
 
 

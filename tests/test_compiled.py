@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_tiny_deberta, require_model, require_shared
-from distill.runtime import compiled, cpu_bf16
 from distill.config import load_config
 from distill.errors import DistillError
-from distill.stages.label import decide_compile
+from distill.runtime import compiled, cpu_bf16
+from distill.teachers.nli import decide_compile
+
+from conftest import build_tiny_deberta, require_model, require_shared
 
 CPU = torch.device("cpu")
 

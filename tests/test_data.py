@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import SHARED, require_shared
 from distill.config import DataConfig, load_config
 from distill.data import HeldOut, data_fingerprint, load_heldout, load_pool
 from distill.errors import DistillError
+
+from conftest import SHARED, require_shared
 
 
 def data_cfg(**overrides):

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from distill.runtime import cpu_bf16, device
 from distill.errors import DistillError
+from distill.runtime import cpu_bf16, device
 
 
 def test_auto_device_is_usable():
@@ -121,7 +121,7 @@ def test_fast_eager_bf16_needs_no_compiled_probe(monkeypatch):
 def test_a_crash_verdict_caps_onednn_for_this_process_and_its_children():
     """For real, in a fresh Python: with the cap, an eager bf16 product cannot reach the AMX kernels
     that crash on CPUs like this one's (on other CPUs it simply runs)."""
-    code = ("import os, torch; from distill import cpu_bf16; cpu_bf16.verdict(); "
+    code = ("import os, torch; from distill.runtime import cpu_bf16; cpu_bf16.verdict(); "
             "print(os.environ['ONEDNN_MAX_CPU_ISA']); x = torch.ones(64, 64, dtype=torch.bfloat16); print(float((x @ x)[0, 0]))")
     env = {k: v for k, v in os.environ.items() if k != cpu_bf16.ONEDNN_CAP[0]}
     done = subprocess.run([sys.executable, "-c", code], env={**env, cpu_bf16.ENV: "0,crash,compiled"},

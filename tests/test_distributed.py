@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_cli import tiny_args  # noqa: F401  (fixture)
 
 BIN = Path(sys.executable).parent

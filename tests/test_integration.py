@@ -8,11 +8,12 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import SHARED, require_model, require_shared
 
 from distill import artifacts
 from distill.config import load_config
 from distill.stages import run_stage
+
+from conftest import SHARED, require_model, require_shared
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,19 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import (AutoConfig, AutoModelForSequenceClassification,
-                          DebertaV2ForSequenceClassification, DistilBertConfig,
-                          DistilBertForSequenceClassification)
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    DebertaV2ForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+)
 
 from distill.config import StudentConfig, TrainConfig
 from distill.errors import DistillError
+from distill.students.finetune import StudentClassifier
 from distill.students.layers import keep_first_layers, layer_stack
-from distill.students.finetune import StudentClassifier, train_student
+from distill.students.trainers import train_student
 
 from conftest import build_tiny_bert, build_tiny_deberta, tiny_deberta_config
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_stages import make_cfg  # noqa: F401  (fixture)
 
 from distill.errors import DistillError
 from distill.predictions import decide, predict_file
 from distill.stages import label, predict, train
-from test_stages import make_cfg  # noqa: F401  (fixture)
 
 LABELS = ["negative", "positive"]
 

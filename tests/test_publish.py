@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
+from test_stages import write_sst2_like
 
 from distill import artifacts
 from distill.config import load_config
 from distill.errors import DistillError
 from distill.stages import evaluate, label, publish, train
+
 from fakehub import FakeHub
-from test_stages import write_sst2_like
 
 REPO = "tiny-org/tiny-sst2"
 TEXTS = ["a great movie", "i hate this film", "really boring story"]
@@ -270,8 +271,8 @@ def test_card_of_a_student_cut_to_fewer_layers_says_so_and_reproduces_it():
 def test_card_of_a_student_taught_by_a_teacher_assistant_says_who_labelled_its_texts(tmp_path):
     """A label file a trained classifier wrote (teacher=assistant) is named in the card, beside the zero-shot
     teacher that taught the assistant; a zero-shot teacher's label file adds nothing."""
+    from distill.artifacts import classifier_teacher_of as labelling_classifier
     from distill.hub.card import CardInputs, build_card
-    from distill.labelstore import classifier_teacher_of as labelling_classifier
 
     folder = tmp_path / "labels" / "assistant-pool-0123456789"
     folder.mkdir(parents=True)

@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_stages import make_cfg  # noqa: F401  (fixture)
 
 from distill import artifacts
 from distill.errors import DistillError
 from distill.stages import label, predict, train
-from test_stages import make_cfg  # noqa: F401  (fixture)
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'distill[ray]')")
 RAY = ("ray.num_workers=2", "ray.cpus_per_worker=1")

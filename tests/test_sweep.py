@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_cli import assert_one_line_error, tiny_args  # noqa: F401  (tiny_args is a fixture)
+from test_tracking import offline_runs, read_run
 
 from distill import sweep
 from distill.config import CONF_DIR, load_config, register_configs
 from distill.errors import DistillError
-
-from test_cli import assert_one_line_error, tiny_args  # noqa: F401  (tiny_args is a fixture)
-from test_tracking import offline_runs, read_run
 
 HAS_OPTUNA = not sweep._missing("hydra_plugins.hydra_optuna_sweeper")
 

@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli import assert_one_line_error, tiny_args  # noqa: F401  (tiny_args is a fixture)
+from test_stages import make_cfg  # noqa: F401  (a fixture)
 
 from distill import tracking
 from distill.config import load_config
 from distill.errors import DistillError
 from distill.stages import run_stage
-
-from test_cli import assert_one_line_error, tiny_args  # noqa: F401  (tiny_args is a fixture)
-from test_stages import make_cfg  # noqa: F401  (a fixture)
 
 wandb = pytest.importorskip("wandb", reason="logger=wandb needs wandb: pip install 'distill[wandb]'")
 

@@ -8,7 +8,6 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED, require_model, require_shared
 
 from distill import artifacts
 from distill.config import load_config
@@ -18,6 +17,8 @@ from distill.weak import calibration, noise
 from distill.weak.labelmodel import DawidSkene, average, majority_vote, one_hot
 from distill.weak.sources import build_sources, word_pattern
 from distill.weak.summary import lf_summary
+
+from conftest import SHARED, require_model, require_shared
 
 
 def simulate(n, accuracies, k=2, prior=None, seed=0):

@@ -64,7 +64,7 @@ def machine() -> dict:
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
-def write_report(out, results: dict, markdown: str) -> None:
+def write_bench(out, results: dict, markdown: str) -> None:
     """A benchmark's results: `out` (JSON) and the markdown report next to it (.md), which is also printed."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

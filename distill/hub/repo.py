@@ -13,15 +13,17 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from ..artifacts import classifier_teacher_of
+from ..config import StudentKind
 from ..errors import DistillError
-from ..labelstore import classifier_teacher_of
+from ..students.folder import META_FILE, RECORD_FILE, kind_of
 from .card import CardInputs, build_card, dataset_info, hub_id_of
 
 log = logging.getLogger(__name__)
 
 # Student-folder files that stay behind: pickles, training state, distill's own bookkeeping, the old card.
 LEFT_BEHIND = ("training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth",
-               "README.md", "distill_train.json", "distill_config.json")
+               "README.md", META_FILE, RECORD_FILE)
 EVAL_FILE = "distill_eval.json"  # the eval stage's numbers, for machines (the card has them for people)
 LOGIN_HINT = "set HF_TOKEN or run `hf auth login`"
 
@@ -43,17 +45,25 @@ def check_repo_id(repo_id: Optional[str]) -> str:
     return repo_id
 
 
+def check_publishable(folder: Path) -> None:
+    """Only what `pipeline("text-classification")` loads is published: a fine-tuned transformers student."""
+    kind = kind_of(folder)
+    if kind != StudentKind.finetune:
+        raise DistillError(f"the student at {folder} is a student.kind={kind} model, which "
+                           "pipeline('text-classification') cannot load; publish takes student.kind=finetune students")
+
+
 def read_student(folder: Path, fallback_config: dict) -> dict:
     """How the student was made: its labels, the teacher/data/student/train configs, the training summary.
 
     `distill_train.json` (written by stage=train) is required; `distill_config.json` (the full resolved
     config of that run) is preferred over `fallback_config`, the config of this publish run."""
-    meta_path = folder / "distill_train.json"
+    meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise DistillError(f"{folder} has no distill_train.json: the card describes how a student was made, so "
                            "publish needs a folder that `python -m distill stage=train` wrote")
     meta = json.loads(meta_path.read_text())
-    made_path = folder / "distill_config.json"
+    made_path = folder / RECORD_FILE
     assistant = None
     if made_path.is_file():
         record = json.loads(made_path.read_text())

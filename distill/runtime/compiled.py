@@ -21,8 +21,8 @@ import logging
 
 import torch
 
-from . import cpu_bf16
 from ..errors import DistillError
+from . import cpu_bf16
 
 log = logging.getLogger(__name__)
 

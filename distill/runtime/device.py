@@ -6,8 +6,8 @@ import os
 
 import torch
 
-from . import cpu_bf16
 from ..errors import DistillError
+from . import cpu_bf16
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # teacher.batch_size / max_tokens left null: a CPU does best with small batches, whose activations stay in

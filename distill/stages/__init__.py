@@ -1,12 +1,25 @@
-"""The stages. Each is `run(cfg) -> dict`, callable without Hydra (tests compose the real config)."""
+"""The stages. Each is `run(cfg) -> dict`, callable without Hydra (tests compose the real config).
+
+A stage module is imported only when its stage runs, so `python -m distill stage=label` never loads the
+training or publishing code (nor their libraries)."""
 from __future__ import annotations
+
+import importlib
 
 from omegaconf import DictConfig
 
 from .. import tracking
-from ..runtime.device import world_size
 from ..errors import DistillError
-from . import evaluate, label, predict, prune, publish, train, weak
+from ..runtime.device import world_size
+
+# stage name -> the module under distill/stages/ whose run(cfg) it is
+MODULES = {"label": "label", "train": "train", "eval": "evaluate", "publish": "publish", "predict": "predict",
+           "prune": "prune", "weak": "weak"}
+
+
+def stage_run(name: str):
+    """The `run(cfg)` of stage `name` (importing its module now)."""
+    return importlib.import_module(f"{__name__}.{MODULES[name]}").run
 
 
 def run_all(cfg: DictConfig) -> dict:
@@ -16,13 +29,9 @@ def run_all(cfg: DictConfig) -> dict:
     return {"label": _step("label", cfg), "train": _step("train", cfg), "eval": _step("eval", cfg)}
 
 
-STAGES = {"label": label.run, "train": train.run, "eval": evaluate.run, "all": run_all, "publish": publish.run,
-          "predict": predict.run, "prune": prune.run, "weak": weak.run}
-
-
 def _step(name: str, cfg: DictConfig) -> dict:
     """One stage, its result recorded in the open experiment tracker (nothing with logger=none)."""
-    return tracking.log_stage(name, cfg, STAGES[name](cfg))
+    return tracking.log_stage(name, cfg, stage_run(name)(cfg))
 
 
 def stage_name(cfg: DictConfig) -> str:

@@ -12,50 +12,34 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..students.base import load_classifier
+from ..config import Engine, PredictModel
+from ..data import FORMATS, file_format
 from ..errors import DistillError
-from ..config import Engine
-from ..predictions import CHUNK_ROWS, FORMATS, check_labels, file_format, predict_file, predict_frame
+from ..predictions import CHUNK_ROWS, check_labels, predict_file, predict_frame
+from ..students.load import load_classifier
 from ..teachers import build_teacher
-from .evaluate import find_student
 
 log = logging.getLogger(__name__)
-MODELS = ("student", "teacher")
-
-
-def output_path(cfg: DictConfig, input_path: Path) -> Path:
-    if cfg.predict.output:
-        return Path(os.path.expanduser(cfg.predict.output))
-    return artifacts.outputs_root(cfg) / "predictions" / f"{input_path.stem}.predictions{input_path.suffix}"
-
-
-def student_folder(cfg: DictConfig) -> Path:
-    if cfg.predict.student_path:
-        return Path(os.path.expanduser(cfg.predict.student_path))
-    return find_student(cfg)
 
 
 def for_workers(cfg: DictConfig) -> DictConfig:
     """The config Ray actors get: the student folder found once, here, as an absolute path."""
     shipped = cfg.copy()
-    if cfg.predict.model == "student":
-        shipped.predict.student_path = str(student_folder(cfg).resolve())
+    if cfg.predict.model == PredictModel.student:
+        shipped.predict.student_path = str(artifacts.predict_student(cfg).resolve())
     return shipped
 
 
 def classifier(cfg: DictConfig):
     """(predict_proba(texts, batch_size), labels, name) of the model predict.model names."""
     labels = list(cfg.data.labels)
-    if cfg.predict.model == "teacher":
+    if cfg.predict.model == PredictModel.teacher:
         teacher = build_teacher(cfg.teacher, labels)
         return (lambda texts, bs: teacher.predict_proba(texts, batch_size=teacher.batch_size_for(bs))), labels, cfg.teacher.name
-    if cfg.predict.model != "student":
-        raise DistillError(f"predict.model='{cfg.predict.model}' is not one of {', '.join(MODELS)}")
-    model = load_classifier(student_folder(cfg), device=cfg.predict.device, variant=cfg.predict.variant)
+    model = load_classifier(artifacts.predict_student(cfg), device=cfg.predict.device, variant=cfg.predict.variant)
     return (lambda texts, bs: model.predict_proba(texts, batch_size=bs)), list(model.labels), model.name
 
 
@@ -80,7 +64,7 @@ def run(cfg: DictConfig) -> dict:
     if not input_path.is_file():
         raise DistillError(f"input={cfg.input}: no such file")
     file_format(input_path)  # an unknown extension fails before any model is loaded
-    out = output_path(cfg, input_path)
+    out = artifacts.predictions_path(cfg, input_path)
     if not (cfg.predict.engine == Engine.ray and out.suffix.lower() not in FORMATS):  # ray: a folder of shards
         file_format(out)
     # Loaded here with either engine: a bad student path fails at once, an ONNX variant is exported once

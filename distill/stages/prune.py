@@ -10,18 +10,17 @@ The trained student is the one this config's stage=train wrote; the pruned one g
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
+from ..config import StudentKind
 from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
+from ..students.folder import is_trained, trained_summary
 from ..students.pruning import drop_layers, ffn_importance, prune_ffn
-from ..students.finetune import train_student
-from .train import find_labels, is_trained, record, trained_summary
+from ..students.trainers import train_student
 
 log = logging.getLogger(__name__)
 
@@ -33,60 +32,35 @@ def run(cfg: DictConfig) -> dict:
                            "and/or prune.drop_layers (whole layers to remove)")
     if drop < 0:
         raise DistillError(f"prune.drop_layers={drop} must be 0 or more")
-    if cfg.student.kind != "finetune":
+    if cfg.student.kind != StudentKind.finetune:
         raise DistillError(f"stage=prune shrinks fine-tuned students; student={cfg.student.name} is "
                            f"kind={cfg.student.kind}")
     source = artifacts.student_dir(cfg)
     if not is_trained(source):
         raise DistillError(f"stage=prune: no trained student at {source}; run stage=train with the same "
                            f"overrides first")
-    suffix = pruned_suffix(cfg)
-    out_dir = source.with_name(f"{source.name}-{suffix}")
+    suffix = artifacts.pruned_suffix(cfg)
+    out_dir = artifacts.pruned_dir(cfg)
     if is_trained(out_dir) and not cfg.train.overwrite:
         log.info("prune: already cut (%s) and fine-tuned (cache hit; train.overwrite=true redoes it) -> %s",
                  suffix, out_dir)
         return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": True,
                 **trained_summary(out_dir)}
-    labels_path = _labels(cfg)
+    labels_path = artifacts.prune_labels(cfg)
     labels = list(cfg.data.labels)
     texts, probs = read_labels(labels_path, labels)
     init = out_dir.with_name(out_dir.name + ".init")
     removed = _pruned_copy(cfg, source, init, texts, probs)
-    name = f"{cfg.student.name}-{pruned_suffix(cfg, short=True)}"
+    name = f"{cfg.student.name}-{artifacts.pruned_suffix(cfg, short=True)}"
     student = OmegaConf.merge(cfg.student, {"name": name, "model": str(init), "layers": None})
     train = OmegaConf.merge(cfg.train, {"epochs": cfg.prune.epochs, "lr": cfg.prune.lr})
     summary = train_student(texts, probs, labels, student, train, out_dir, weights=read_weights(labels_path))
     shutil.rmtree(init, ignore_errors=True)
-    record(out_dir, labels_path, cfg, pruned_from=str(source), dropped_layers=removed)
+    artifacts.record_student(out_dir, labels_path, cfg, pruned_from=str(source), dropped_layers=removed)
     log.info("prune: %s cut (%s) and fine-tuned on %d texts in %.0f s -> %s", cfg.student.name, suffix,
              len(texts), summary.get("seconds", 0.0), out_dir)
     return {"student_dir": str(out_dir), "pruned_from": str(source), "cached": False, "dropped_layers": removed,
             **summary}
-
-
-def pruned_suffix(cfg: DictConfig, short: bool = False) -> str:
-    """What the cut was, for the pruned student's folder (ffn768, ffn768-drop1, drop1-assistant-pool-<key>...)
-    and, `short`, its name (the labels' teacher without the key: drop1-assistant)."""
-    parts = [f"ffn{cfg.prune.ffn_size}"] if cfg.prune.ffn_size is not None else []
-    if cfg.prune.drop_layers:
-        parts.append(f"drop{cfg.prune.drop_layers}")
-    if cfg.prune.labels_path:  # the labels' folder, <teacher>-pool-<key>, says whose labels they are
-        folder = Path(os.path.expanduser(cfg.prune.labels_path))
-        folder = (folder if folder.is_dir() else folder.parent).resolve().name
-        parts.append(folder.rsplit("-pool-", 1)[0] if short else folder)
-    return "-".join(parts)
-
-
-def _labels(cfg: DictConfig) -> Path:
-    """The label file the cut student is fine-tuned on: prune.labels_path, else the source student's."""
-    if not cfg.prune.labels_path:
-        return find_labels(cfg)
-    path = Path(os.path.expanduser(cfg.prune.labels_path))
-    if path.is_dir():
-        path = path / "labels.parquet"
-    if not path.is_file():
-        raise DistillError(f"prune.labels_path: {path} does not exist; run stage=label for those labels first")
-    return path
 
 
 def _pruned_copy(cfg: DictConfig, source, init, texts: list[str], probs) -> list[int]:

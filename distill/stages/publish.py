@@ -10,73 +10,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
-from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
-from ..errors import DistillError
-from ..hub.repo import assemble, check_repo_id, read_student, upload
+from ..hub.repo import assemble, check_publishable, check_repo_id, read_student, upload
 
 log = logging.getLogger(__name__)
 
 
-def find_student(cfg: DictConfig) -> Path:
-    path = Path(os.path.expanduser(cfg.hub.student_path)) if cfg.hub.student_path else artifacts.student_dir(cfg)
-    spec = path / "distill_student.json"  # students that are not a transformers model (student.kind)
-    if not (path / "config.json").is_file() and spec.is_file():
-        kind = json.loads(spec.read_text()).get("kind")
-        raise DistillError(f"the student at {path} is a student.kind={kind} model, which "
-                           "pipeline('text-classification') cannot load; publish takes student.kind=finetune students")
-    if not (path / "config.json").is_file():
-        raise DistillError(f"no trained student at {path}: run `python -m distill stage=train` with the same "
-                           "overrides first, or set hub.student_path")
-    return path
-
-
-def find_metrics(cfg: DictConfig, student: Path, data_name: str) -> Optional[Path]:
-    """`hub.metrics_path`, else what stage=eval wrote for this student (its eval folder has the student
-    folder's name); None when the student was never evaluated."""
-    if cfg.hub.metrics_path:
-        path = Path(os.path.expanduser(cfg.hub.metrics_path))
-        if not path.is_file():
-            raise DistillError(f"hub.metrics_path: {path} does not exist")
-        return path
-    if cfg.hub.student_path:
-        path = artifacts.outputs_root(cfg) / "eval" / data_name / student.name / "metrics.json"
-    else:
-        path = artifacts.eval_dir(cfg) / "metrics.json"
-    if path.is_file():
-        return path
-    # else an `eval.students=all` comparison that measured this folder among others (the newest one)
-    found = [p for p in (artifacts.outputs_root(cfg) / "eval" / data_name).glob("*-all/metrics.json")
-             if _measures(p, student)]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def _measures(metrics_path: Path, student: Path) -> bool:
-    models = json.loads(metrics_path.read_text()).get("models", [])
-    return any(Path(os.path.expanduser(str(m.get("model", "")))).resolve() == student.resolve() for m in models)
-
-
-def repo_folder(cfg: DictConfig, repo_id: str) -> Path:
-    if cfg.hub.out_dir:
-        return Path(os.path.expanduser(cfg.hub.out_dir))
-    return artifacts.outputs_root(cfg) / "hub" / repo_id.replace("/", "--")  # '--' never occurs in a repo id
-
-
 def run(cfg: DictConfig) -> dict:
     repo_id = check_repo_id(cfg.hub.repo_id)
-    student = find_student(cfg)
+    student = artifacts.find_student(cfg, "hub.student_path")
+    check_publishable(student)
     made = read_student(student, OmegaConf.to_container(cfg, resolve=True))
-    metrics_path = find_metrics(cfg, student, made["data"]["name"])
+    metrics_path = artifacts.find_metrics(cfg, student, made["data"]["name"])
     metrics = json.loads(metrics_path.read_text()) if metrics_path else None
     if metrics is None:
         log.warning("publish: %s was never evaluated; the card says so and has no results. Run "
                     "`python -m distill stage=eval` with the same overrides first to add them", student)
-    folder = assemble(student, repo_folder(cfg, repo_id), repo_id, made, metrics,
+    folder = assemble(student, artifacts.repo_folder(cfg, repo_id), repo_id, made, metrics,
                       eval_dir=metrics_path.parent if metrics_path else None,
                       base_model=cfg.hub.base_model, license=cfg.hub.license)
     result = {"repo_id": repo_id, "folder": str(folder), "student_dir": str(student),

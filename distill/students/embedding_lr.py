@@ -18,15 +18,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import folder_size_mb
+from ..errors import DistillError
 from ..runtime.device import resolve_device
 from ..runtime.encoder import SentenceEncoder
-from ..errors import DistillError
+from .folder import SPEC_FILE, folder_meta, folder_size_mb
 from .trainset import LabelledTexts
 
 log = logging.getLogger(__name__)
 KIND = "embedding_lr"
-SPEC_FILE = "distill_student.json"
 
 
 def _fit_rows(x: np.ndarray, data: LabelledTexts, targets: str):
@@ -72,11 +71,6 @@ def train(data: LabelledTexts, val: LabelledTexts | None, labels, student, train
     return summary
 
 
-def is_embedding_lr(folder: Path) -> bool:
-    spec = Path(folder) / SPEC_FILE
-    return spec.is_file() and json.loads(spec.read_text()).get("kind") == KIND
-
-
 class EmbeddingLRClassifier:
     """A folder `train` wrote, loaded for batched prediction of label probabilities."""
 
@@ -84,8 +78,7 @@ class EmbeddingLRClassifier:
         self.folder = Path(folder)
         spec = json.loads((self.folder / SPEC_FILE).read_text())
         self.labels = list(spec["labels"])
-        meta_path = self.folder / "distill_train.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta = folder_meta(self.folder)
         self.name = meta.get("student", {}).get("name") or self.folder.name
         self.device = resolve_device(device)
         self.encoder = SentenceEncoder(str(self.folder / "encoder"), self.device,

@@ -6,32 +6,36 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import shutil
-import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                          EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
-from .base import META_FILE, TokenClassifier, folder_meta, folder_size_mb, input_max_length
-from ..config import StudentConfig, TrainConfig
-from ..runtime.device import is_main_process, resolve_device, world_size
-from ..errors import DistillError
-from ..runtime.models import load_error, looks_local, resolve_model_ref
-from .layers import keep_first_layers
-from ..runtime import fast_deberta
 from .. import tracking
+from ..config import StudentConfig, TrainConfig
+from ..errors import DistillError
+from ..runtime import fast_deberta
+from ..runtime.device import resolve_device, world_size
+from ..runtime.models import load_error, looks_local, resolve_model_ref
+from .batched import TokenClassifier
+from .folder import folder_meta, folder_size_mb, input_max_length
+from .layers import keep_first_layers
 from .losses import hard_cross_entropy, soft_cross_entropy
-from .trainset import LabelledTexts, prepare
+from .trainset import LabelledTexts
 
 log = logging.getLogger(__name__)
 
@@ -200,72 +204,6 @@ def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, tr
         summary["val_cross_entropy"] = best.get("eval_cross_entropy")
         summary["best_checkpoint"] = Path(trainer.state.best_model_checkpoint or "").name or None
     return summary
-
-
-def txtai_finetune(*args) -> dict:
-    from .txtai import txtai_finetune as fit  # txtai is imported only when asked for
-
-    return fit(*args)
-
-
-def embedding_lr(*args) -> dict:
-    from .embedding_lr import train as fit
-
-    return fit(*args)
-
-
-TRAINERS = {"transformers": finetune, "txtai": txtai_finetune}
-
-
-def train_student(texts: list[str], probs: np.ndarray, labels: list[str], student: StudentConfig,
-                  train: TrainConfig, out_dir: Path, weights: np.ndarray | None = None) -> dict:
-    """Train `student` on the teacher's probabilities; save a self-contained folder at out_dir."""
-    out_dir = Path(out_dir)
-    if train.targets not in TARGETS:
-        raise DistillError(f"train.targets='{train.targets}' is not one of {', '.join(TARGETS)}")
-    data, val, stats = prepare(texts, probs, labels, train, weights)
-    kind = getattr(student, "kind", "finetune")
-    if kind == "embedding_lr" and student.layers is not None:
-        raise DistillError("student.layers applies to fine-tuned students; an embedding_lr student uses its "
-                           "whole encoder (leave student.layers unset)")
-    if kind == "embedding_lr":
-        fit = embedding_lr
-    elif kind == "finetune":
-        if train.trainer not in TRAINERS:
-            raise DistillError(f"train.trainer='{train.trainer}' is not one of {', '.join(TRAINERS)}")
-        fit = TRAINERS[train.trainer]
-    else:
-        raise DistillError(f"student.kind='{kind}' is not one of finetune, embedding_lr")
-    log.info("training student %s (%s) on %d texts, %d for validation (%s targets)", student.name, kind,
-             len(data), stats["n_val"], train.targets)
-    start = time.perf_counter()
-    if kind == "embedding_lr" and world_size() > 1:
-        raise DistillError("student.kind=embedding_lr trains in one process; run it without torchrun / "
-                           "accelerate launch")
-    summary = fit(data, val, labels, student, train, out_dir)
-    seconds = time.perf_counter() - start
-    if not is_main_process():  # under torchrun / accelerate launch, rank 0 alone writes the folder
-        return {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats}
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    summary = {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats}
-    write_meta(out_dir, summary, np.asarray(probs, dtype=np.float32), labels, student, train)
-    return summary
-
-
-def write_meta(out_dir: Path, summary: dict, probs: np.ndarray, labels, student, train) -> None:
-    counts = np.bincount(probs.argmax(axis=1), minlength=len(labels)).tolist()
-    meta = {**summary, "labels": list(labels),
-            "label_distribution": {"argmax_counts": dict(zip(labels, counts)),
-                                   "mean_probs": dict(zip(labels, probs.mean(axis=0).round(4).tolist()))},
-            "student": plain(student), "train": plain(train)}
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def plain(cfg) -> dict:
-    """A config node (DictConfig, resolved in place so `${paths.models}` still works, or a dataclass) as a dict."""
-    if OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
 class StudentClassifier(TokenClassifier):

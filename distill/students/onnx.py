@@ -31,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import StudentKind
+from ..errors import DistillError, require
 from ..runtime import cpuinfo, fast_deberta
-from .base import TokenClassifier, folder_meta, folder_size_mb, input_max_length
-from ..errors import DistillError
+from .batched import TokenClassifier
+from .folder import folder_meta, folder_size_mb, input_max_length, kind_of
 
 log = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
@@ -45,11 +47,7 @@ CHECK_TEXTS = ["a", "the movie was great", "a long and winding sentence that goe
 
 
 def _require_onnx():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        raise DistillError(f"ONNX export needs onnx and onnxruntime ({e}): pip install 'distill[onnx]'") from e
+    require("onnx", "ONNX export", "onnx", "onnxruntime")
 
 
 def int8_recipe() -> dict:
@@ -60,6 +58,23 @@ def int8_recipe() -> dict:
 def recipe() -> dict:
     """The recipe an export made here records: the fp32 graph's, and the int8 graph's on this CPU."""
     return {**RECIPE, **int8_recipe()}
+
+
+def available_variants(folder: Path, wanted: list[str]) -> list[str]:
+    """The variants of a student folder that can be measured: ONNX ones only for fine-tuned students, and
+    only when onnxruntime is installed (a warning names what is left out)."""
+    wanted = [str(v) for v in wanted] or ["torch"]
+    if kind_of(folder) != StudentKind.finetune:
+        return ["torch"]  # embedding + logistic regression: no export
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        dropped = [v for v in wanted if v != "torch"]
+        if dropped:
+            log.warning("onnxruntime is not installed, so %s are not measured (pip install 'distill[onnx]')",
+                        ", ".join(dropped))
+        return [v for v in wanted if v == "torch"] or ["torch"]
+    return wanted
 
 
 def export(folder, quantized: bool = False) -> Path:
@@ -117,7 +132,7 @@ def _export_fp32(folder: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if not (folder / "config.json").is_file():
+    if kind_of(folder) != StudentKind.finetune:
         raise DistillError(f"{folder} holds no fine-tuned transformers student to export to ONNX")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DistillError
+from ..errors import DistillError, require
 from .finetune import agreement_metric, last_checkpoint, load_student, training_kwargs
 from .trainset import LabelledTexts
 
@@ -27,10 +27,7 @@ def txtai_finetune(data: LabelledTexts, val: LabelledTexts | None, labels, stude
         raise DistillError("train.trainer=txtai cannot weight texts (train.class_balance, "
                            "train.confidence_weighting or a `weight` column): use train.trainer=transformers, "
                            "or train.min_confidence to drop texts instead")
-    try:
-        from txtai.pipeline import HFTrainer
-    except ImportError as e:  # txtai is a core dependency; this guards a broken install
-        raise DistillError(f"train.trainer=txtai needs txtai ({e}); pip install txtai") from e
+    HFTrainer = require("txtai", "train.trainer=txtai", "txtai.pipeline")[0].HFTrainer
     out_dir = Path(out_dir)
     tokenizer, model = load_student(student.model, labels, student.layers)
     args = training_kwargs(train, out_dir, len(data), validate=val is not None)

@@ -12,6 +12,14 @@ from .onnx_nli import ONNXNLITeacher
 TEACHERS = {"nli": NLITeacher, "embedding": EmbeddingTeacher, "onnx": ONNXNLITeacher, "classifier": ClassifierTeacher}
 
 
+def identity_keys() -> tuple[set[str], set[str]]:
+    """(the settings that change some kind's labels, those that do when given explicitly), over every kind.
+    The label key takes the union, not the configured kind's own: keys made before the kinds declared their
+    settings held them all, and stay valid so."""
+    return ({k for cls in TEACHERS.values() for k in cls.LABEL_KEYS},
+            {k for cls in TEACHERS.values() for k in cls.EXPLICIT_KEYS})
+
+
 def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
     """The teacher `cfg.kind` names, for these label names (in id order)."""
     labels = list(labels)
@@ -24,5 +32,5 @@ def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
     return TEACHERS[cfg.kind](cfg, labels)
 
 
-__all__ = ["TEACHERS", "Teacher", "NLITeacher", "EmbeddingTeacher", "ONNXNLITeacher", "ClassifierTeacher",
+__all__ = ["TEACHERS", "Teacher", "identity_keys", "NLITeacher", "EmbeddingTeacher", "ONNXNLITeacher", "ClassifierTeacher",
            "build_teacher"]

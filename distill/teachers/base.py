@@ -16,6 +16,20 @@ class Teacher(ABC):
 
     name: str
     labels: list[str]
+    # The teacher.* settings that change the labels this kind gives: the label cache key is built from them
+    # (distill.artifacts.teacher_identity). Every setting of TeacherConfig is in a kind's LABEL_KEYS, in its
+    # EXPLICIT_KEYS or in SPEED_KEYS (tests/test_teachers.py checks it), so a new one cannot be forgotten.
+    LABEL_KEYS: tuple[str, ...] = ("kind", "model", "template", "templates", "descriptions", "multi_label",
+                                   "max_length")
+    # Settings that change the labels only when given explicitly: their default (`auto`) is the machine's own
+    # choice, kept out of the key so a labelling keeps its key from one machine to the next.
+    EXPLICIT_KEYS: tuple[str, ...] = ()
+    SPEED_KEYS = ("name", "batch_size", "max_tokens", "device")  # how fast, never what
+
+    @classmethod
+    def extra_identity(cls, settings: dict) -> dict:
+        """What else, beyond its settings, makes this teacher's labels (e.g. a trained model's weights)."""
+        return {}
 
     @abstractmethod
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None,

@@ -21,10 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..students.base import VARIANTS, load_classifier
 from ..config import TeacherConfig
-from ..runtime.device import resolve_device, teacher_batch
 from ..errors import DistillError
+from ..runtime.device import resolve_device, teacher_batch
+from ..students.folder import META_FILE
+from ..students.load import VARIANTS, load_classifier
 from .base import Teacher
 from .nli import as_text_list
 
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 
 
 class ClassifierTeacher(Teacher):
+    LABEL_KEYS = Teacher.LABEL_KEYS + ("variant",)
+
+    @classmethod
+    def extra_identity(cls, settings: dict) -> dict:
+        return {"fingerprint": model_fingerprint(settings["model"])}  # retrained at the same path: another teacher
+
     """Labels from a fine-tuned classifier's own probabilities (`teacher.kind=classifier`)."""
 
     def __init__(self, cfg: TeacherConfig, labels: list[str]):
@@ -88,7 +95,7 @@ def model_fingerprint(ref: str) -> str | None:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and "onnx" not in p.relative_to(folder).parts):
         digest.update(json.dumps([str(path.relative_to(folder)), path.stat().st_size]).encode())
-    for name in ("config.json", "distill_train.json"):
+    for name in ("config.json", META_FILE):
         if (folder / name).is_file():
             digest.update((folder / name).read_bytes())
     return digest.hexdigest()[:10]

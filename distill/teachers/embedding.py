@@ -15,10 +15,11 @@ import logging
 from typing import Sequence
 
 import numpy as np
+
 from ..config import TeacherConfig
+from ..errors import DistillError
 from ..runtime.device import resolve_device, resolve_dtype, teacher_batch
 from ..runtime.encoder import SentenceEncoder
-from ..errors import DistillError
 from .base import Teacher
 from .nli import as_text_list, hypotheses_for, softmax
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddingTeacher(Teacher):
+    LABEL_KEYS = Teacher.LABEL_KEYS + ("temperature",)
     """Zero-shot labels from cosine similarity between sentence embeddings of texts and label prompts.
 
     Single-label only: cosines have no calibrated per-label threshold, so there is no multi-label mode.

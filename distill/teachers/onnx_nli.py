@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from ..errors import DistillError
+from ..errors import DistillError, require
 from ..runtime.models import FETCH_HINT
 from .nli import NLITeacher
 
@@ -42,11 +42,7 @@ class ONNXNLITeacher(NLITeacher):
     compilable = False
 
     def _load(self):
-        try:
-            import onnx
-            import onnxruntime as ort
-        except ImportError as e:
-            raise DistillError("teacher.kind=onnx needs onnxruntime and onnx: pip install distill[onnx]") from e
+        onnx, ort = require("onnx", "teacher.kind=onnx", "onnx", "onnxruntime")
         model_file, folder = onnx_paths(self.cfg.model)
         if not (folder / "config.json").is_file():
             raise DistillError(

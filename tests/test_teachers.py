@@ -13,11 +13,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import MODELS, assert_batch_and_order_invariant, require_model, require_shared
 from distill.config import TeacherConfig, load_config
 from distill.errors import DistillError
 from distill.teachers import TEACHERS, EmbeddingTeacher, NLITeacher, ONNXNLITeacher, build_teacher
 from distill.teachers.nli import softmax
+
+from conftest import MODELS, assert_batch_and_order_invariant, require_model, require_shared
 
 TEMPLATE = "this example is {}."
 LABELS = ["positive", "negative", "sports"]
@@ -300,7 +301,7 @@ def test_onnx_errors(onnx_dynamic, tiny_nli_2way, tmp_path, monkeypatch):
     with pytest.raises(DistillError, match="fixed batch size of 2"):
         onnx_teacher(export_onnx(tiny_nli_2way, tmp_path / "batch2", dynamic_batch=False))
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
-    with pytest.raises(DistillError, match=r"pip install distill\[onnx\]"):
+    with pytest.raises(DistillError, match=r"pip install 'distill\[onnx\]'"):
         onnx_teacher(onnx_dynamic)
 
 

@@ -11,13 +11,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_data import data_cfg, write
 
 from distill import data, labelstore
 from distill.data import stream_pool
 from distill.errors import DistillError
 from distill.labelstore import _shard_path, label_texts
 from distill.teachers.base import Teacher
-from test_data import data_cfg, write
 
 N = 50
 CHUNK = 7  # rows a streaming reader holds at once in these tests: many chunks, a partial last one

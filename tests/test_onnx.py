@@ -13,8 +13,7 @@ from conftest import build_tiny_bert, build_tiny_deberta
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from distill.runtime import fast_deberta  # noqa: E402
-from distill.runtime import cpuinfo  # noqa: E402
+from distill.runtime import cpuinfo, fast_deberta  # noqa: E402
 from distill.students.onnx import FP32, INT8, RECIPE, RECIPE_FILE, ONNXClassifier, export, recipe  # noqa: E402
 
 LABELS = {0: "negative", 1: "positive"}

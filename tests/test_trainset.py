@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import assert_batch_and_order_invariant
-from distill.students.base import load_classifier
 from distill.config import StudentConfig, TrainConfig
 from distill.errors import DistillError
-from distill.students.finetune import train_student
+from distill.students.load import load_classifier
+from distill.students.trainers import train_student
 from distill.students.trainset import prepare
+
+from conftest import assert_batch_and_order_invariant
 from test_students import sentiment, teacher_probs
 
 LABELS = ["negative", "positive"]
@@ -111,6 +112,7 @@ def test_zero_weight_texts_do_not_move_the_loss(tiny_encoder, tmp_path):
 # --- txtai's HFTrainer ----------------------------------------------------------------------------------
 
 def test_txtai_trainer_trains_on_hard_labels(tiny_encoder, tmp_path):
+    pytest.importorskip("txtai", reason="train.trainer=txtai needs txtai: pip install 'distill[txtai]'")
     from transformers import pipeline
 
     texts, gold = sentiment(10)

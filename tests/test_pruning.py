@@ -4,13 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_stages import make_cfg  # noqa: F401  (a fixture)
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import build_tiny_bert, build_tiny_deberta
 from distill.errors import DistillError
-from distill.students.pruning import ffn_importance, ffn_pairs, prune_ffn
 from distill.stages import evaluate, label, prune, train
-from test_stages import make_cfg  # noqa: F401  (a fixture)
+from distill.students.pruning import ffn_importance, ffn_pairs, prune_ffn
+
+from conftest import build_tiny_bert, build_tiny_deberta
 
 LABELS = {0: "negative", 1: "positive"}
 TEXTS = ["the movie was great", "awful", "i think this plot is very good , really", "bad fun", "so boring"]

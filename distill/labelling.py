@@ -1,0 +1,55 @@
+"""Label one split of the configured data with the configured teacher, locally or on Ray.
+
+Used by the label, eval and weak stages (and the benchmarks): the labels land at their content-keyed
+path (distill/artifacts.py), shard by shard, resumable and cached (distill/labelstore.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from omegaconf import DictConfig
+
+from . import artifacts
+from .config import Engine
+from .data import load_heldout, stream_pool
+from .errors import DistillError
+from .labelstore import Labelled, label_texts
+from .runtime.device import resolve_device
+from .teachers import build_teacher
+from .teachers.nli import decide_compile
+from .teachers.processes import ProcessPoolTeacher
+
+log = logging.getLogger(__name__)
+
+
+def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
+    """Label one split ("pool" or "heldout") of the configured data with the configured teacher."""
+    data_dir = os.path.expanduser(cfg.paths.data)
+    # The pool is streamed (never all in memory); the held-out gold labels are loaded with the texts but
+    # never handed to the teacher.
+    texts = stream_pool(cfg.data, data_dir) if split == "pool" else load_heldout(cfg.data, data_dir).texts
+    make = (lambda: teacher) if teacher is not None else (lambda: local_teacher(cfg, len(texts)))
+    folder = artifacts.labels_dir(cfg, split)
+    labeller = None
+    if cfg.label.engine == Engine.ray and teacher is None:
+        from .ray_engine import RayLabeller  # imports Ray only when asked for
+
+        labeller = RayLabeller(cfg.teacher, list(cfg.data.labels), folder, cfg.ray, cfg.label.shard_size)
+    return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size,
+                       labeller=labeller)
+
+
+def local_teacher(cfg: DictConfig, n_texts: int | None = None):
+    """The teacher for the local engine: in this process, or in `label.workers` processes on a CPU.
+    `n_texts`, the size of the labelling, decides teacher.compile=auto (unknown: not compiled)."""
+    labels, workers = list(cfg.data.labels), cfg.label.workers
+    if workers < 1:
+        raise DistillError(f"label.workers must be at least 1, got {workers}")
+    teacher_cfg = decide_compile(cfg.teacher, labels, n_texts)
+    if workers > 1 and resolve_device(cfg.teacher.device).type == "cpu":
+        return ProcessPoolTeacher(teacher_cfg, labels, workers)
+    if workers > 1:
+        log.info("label.workers=%d applies to CPU teachers; labelling on %s in this process", workers,
+                 cfg.teacher.device)
+    return build_teacher(teacher_cfg, labels)

@@ -1,0 +1,76 @@
+"""What a student folder is and holds: the one place that answers "is this a student, of which kind,
+trained on what?" from the files in it.
+
+    <folder>/config.json             a fine-tuned transformers classifier (student.kind=finetune)
+    <folder>/distill_student.json    {"kind": "embedding_lr", ...}: a frozen encoder + logistic regression
+    <folder>/distill_train.json      written last by stage=train: the training summary (a finished student)
+    <folder>/distill_config.json     the label file and the whole config the student was made with
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ..config import StudentKind
+
+META_FILE = "distill_train.json"
+SPEC_FILE = "distill_student.json"
+RECORD_FILE = "distill_config.json"
+SUMMARY_KEYS = ("train_loss", "seconds", "n_texts", "n_val", "val_agreement")
+
+
+def folder_meta(folder: Path) -> dict:
+    """distill_train.json of a student folder, {} when there is none."""
+    path = Path(folder) / META_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def kind_of(folder: Path) -> StudentKind | None:
+    """The kind of student in `folder`, None when it holds none."""
+    folder = Path(folder)
+    spec = folder / SPEC_FILE
+    if spec.is_file() and json.loads(spec.read_text()).get("kind") == StudentKind.embedding_lr.value:
+        return StudentKind.embedding_lr
+    return StudentKind.finetune if (folder / "config.json").is_file() else None
+
+
+def is_student(folder: Path) -> bool:
+    """A folder a classifier loads from: a transformers model or an embedding + LR student."""
+    return (Path(folder) / "config.json").is_file() or (Path(folder) / SPEC_FILE).is_file()
+
+
+def is_trained(folder: Path) -> bool:
+    """stage=train finished this folder (distill_train.json is written last)."""
+    return (Path(folder) / META_FILE).is_file()
+
+
+def trained_summary(folder: Path) -> dict:
+    """The summary a finished training recorded in `folder` (for a cache hit's result)."""
+    return {k: v for k, v in folder_meta(folder).items() if k in SUMMARY_KEYS}
+
+
+def trained_on(folder: Path) -> str | None:
+    """The label file a student learned from (what stage=train recorded), or None."""
+    path = Path(folder) / RECORD_FILE
+    return json.loads(path.read_text()).get("labels_path") if path.is_file() else None
+
+
+def student_label(folder: Path) -> str:
+    """`<student name> (<targets>)`, how eval and reports name a student."""
+    meta = folder_meta(folder)
+    return f"{meta.get('student', {}).get('name') or Path(folder).name} ({meta.get('train', {}).get('targets', '?')})"
+
+
+def folder_size_mb(folder: Path, names: Sequence[str] | None = None) -> float:
+    """Megabytes on disk of a model: the named files, else every file under the folder."""
+    folder = Path(folder)
+    files = [folder / n for n in names] if names else [p for p in folder.rglob("*") if p.is_file()]
+    return round(sum(p.stat().st_size for p in files if p.is_file()) / 2 ** 20, 2)
+
+
+def input_max_length(folder: Path, tokenizer, config) -> int:
+    """The longest input a student folder is given: the length it was trained at, else (a foreign folder)
+    what both its tokenizer and its position table allow."""
+    return folder_meta(folder).get("student", {}).get("max_length") or min(
+        tokenizer.model_max_length, getattr(config, "max_position_embeddings", 512), 512)
