@@ -1,7 +1,8 @@
-"""`python -m distill [stage=label|train|eval|all] [overrides...]`: compose the config, run the stage.
+"""`distill [stage=label|train|eval|all|...] [overrides...]`, `distill init FILE`, `--help`, `--version`.
 
-Only glue: the stages live in distill/stages. A problem the user can fix is reported as one line
-(`distill: error: ...`) with exit code 2; `debug=true` or HYDRA_FULL_ERROR=1 shows the traceback.
+Only glue: the stages live in distill/stages, the help and `init` in distill/cli.py. A problem the user can
+fix is reported as one line (`distill: error: ...`) with exit code 2; `debug=true` or HYDRA_FULL_ERROR=1
+shows the traceback.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .config import CONF_DIR, register_configs
+from .config import CONF_DIR, register_configs, settle
 from .errors import DistillError
 from .overrides import check_overrides
 from .sweep import finish_job, missing_plugin
@@ -25,6 +26,7 @@ def _main(cfg: DictConfig) -> object:
     from .stages import run_stage, stage_name
 
     try:
+        settle(cfg)
         # result.json in the job folder (a sweep's summary reads it); the objective's value when one is set
         return finish_job(cfg, stage_name(cfg), run_stage(cfg))
     except DistillError as e:
@@ -36,8 +38,23 @@ def _main(cfg: DictConfig) -> object:
 
 
 def main() -> None:
-    register_configs()
-    problem = check_overrides(sys.argv[1:]) or missing_plugin(sys.argv[1:])
+    from . import cli
+
+    argv = sys.argv[1:]
+    if argv[:1] == ["init"]:
+        sys.exit(cli.main_init(argv[1:]))
+    if "--help" in argv or "-h" in argv:
+        print(cli.help_text())
+        sys.exit(0)
+    if "--version" in argv:
+        print(cli.version_text())
+        sys.exit(0)
+    try:
+        register_configs()  # reads ./distill.yaml: a broken one is the user's to fix
+    except DistillError as e:
+        print(f"distill: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    problem = check_overrides(argv) or missing_plugin(argv)
     if problem:
         print(f"distill: error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -20,12 +20,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import EvalStudents, TeacherConfig
-from .data import data_fingerprint
+from .data import data_fingerprint, has_gold
 from .errors import DistillError
 from .students.folder import RECORD_FILE, is_student, is_trained, trained_on
 
-# Student/train settings that change the student; `labels_path` is covered by the label key.
-TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume")
+# Student/train settings that change the student; `labels_path` is covered by the label key, `holdout` is
+# put in as the share it comes to (see `holdout`).
+TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume", "holdout")
 
 
 def stable_hash(obj) -> str:
@@ -102,12 +103,22 @@ def uses_weak(cfg: DictConfig) -> bool:
 def student_identity(cfg: DictConfig) -> dict:
     train = OmegaConf.to_container(cfg.train, resolve=True)
     labels = weak_identity(cfg) if uses_weak(cfg) else label_identity(cfg)
+    share = holdout(cfg)
     return {
         "labels": str(cfg.train.labels_path) if cfg.train.labels_path else labels,
         # options left at None (e.g. student.layers) stay out, so adding one keeps earlier students' names
-        "student": {k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items() if v is not None},
-        "train": {k: v for k, v in train.items() if k not in TRAIN_EXCLUDE},
+        "student": {k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items()
+                    if v is not None and k != "hub_id"},  # hub_id names the model, `model` is what is used
+        "train": {k: v for k, v in train.items() if k not in TRAIN_EXCLUDE} | ({"holdout": share} if share else {}),
     }
+
+
+def holdout(cfg: DictConfig) -> float:
+    """The share of the label file kept out of training: train.holdout, else 0.1 when the data has no gold
+    (eval then scores the student against the teacher on those texts) and 0 when it has."""
+    if cfg.train.get("holdout") is not None:
+        return float(cfg.train.holdout)
+    return 0.0 if has_gold(cfg.data) else 0.1
 
 
 def run_name(cfg: DictConfig) -> str:

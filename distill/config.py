@@ -6,6 +6,8 @@ misspelt key or a value of the wrong type fails at composition time with the key
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -14,7 +16,27 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .errors import DistillError
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped inside the package (package data)
+
+
+def _stem(path) -> str:
+    """A data set name from its file or folder (`reviews.csv` -> reviews), safe as a folder name."""
+    name = Path(str(path)).expanduser().name
+    name = Path(name).stem if "." in name else name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "data"
+
+
+def _local_or_hub(local: str, hub_id: str) -> str:
+    """A model preset's folder where the local copy is laid out (../shared/bin/fetch-models, DISTILL_MODELS),
+    else the Hub id it stands for, which from_pretrained downloads when online."""
+    return local if Path(os.path.expanduser(str(local))).is_dir() else hub_id
+
+
+# Registered at import, so that worker processes that unpickle a config resolve them too.
+OmegaConf.register_new_resolver("stem", _stem, replace=True)
+OmegaConf.register_new_resolver("local_or_hub", _local_or_hub, replace=True)
 
 
 class Choice(str, Enum):
@@ -57,6 +79,7 @@ TeacherVotes = choices("TeacherVotes", "hard", "soft")
 EvalStudents = choices("EvalStudents", "this", "all")
 PredictModel = choices("PredictModel", "student", "teacher")
 Dtype = choices("Dtype", "auto", "float32", "float16", "bfloat16")
+EmptyTexts = choices("EmptyTexts", "skip", "error")  # rows without text: skipped and counted, or refused
 
 
 @dataclass
@@ -71,23 +94,30 @@ class PathsConfig:
 class SourceConfig:
     """One file (or hub split) of a data set."""
 
-    path: Optional[str] = None  # relative to paths.data unless absolute; hub: the split name
-    format: Optional[str] = None  # csv | tsv | jsonl | parquet | lines | hub; None: from the extension
+    # a file or a `datasets` save_to_disk folder; a relative path is taken from the working directory, else
+    # from paths.data (where the benchmark presets' files are); hub: the split name
+    path: Optional[str] = None
+    format: Optional[str] = None  # csv | tsv | jsonl | parquet | lines | datasets | hub; None: from the path
     labels_path: Optional[str] = None  # `lines` layout: one gold label per line, scoring only
 
 
 @dataclass
 class DataConfig:
-    name: str = MISSING
+    name: str = "${stem:${data.pool.path}}"  # in output folders; by default the pool file's name
     hub_id: Optional[str] = None  # Hugging Face dataset id, for `format: hub` sources
     hub_config: Optional[str] = None
     pool: SourceConfig = field(default_factory=SourceConfig)  # the unlabelled texts the teacher labels
     heldout: Optional[SourceConfig] = None  # scoring set; None: split off the pool with heldout_fraction
     text_columns: List[str] = field(default_factory=lambda: ["text"])  # joined with text_separator
     text_separator: str = ". "
-    label_column: Optional[str] = "label"  # gold labels, read only for scoring
+    # gold labels, read only for scoring; null: no gold (every text is labelled, eval reports what is known
+    # without gold). With gold in the pool file and no data.heldout, heldout_fraction of it is held out.
+    label_column: Optional[str] = None
+    encoding: str = "utf-8"  # of csv, tsv, jsonl and text files (e.g. latin-1, cp1252, utf-16)
+    empty_texts: EmptyTexts = EmptyTexts.skip  # rows whose text is empty or blank
     column_names: Optional[List[str]] = None  # for csv/tsv files without a header row
     labels: List[str] = MISSING  # label names, in id order: what the teacher and student predict
+    labels_from: Optional[str] = None  # or a text file of label names, one a line (fills data.labels)
     label_map: Optional[Dict[str, str]] = None  # gold value -> label name (e.g. "1": World)
     pool_size: Optional[int] = None  # sample this many pool texts (seeded); None: all
     pool_min_words: int = 0  # keep only pool texts of at least this many words (e.g. drop SST-2's short phrases)
@@ -102,6 +132,7 @@ class TeacherConfig:
     name: str = MISSING
     kind: TeacherKind = TeacherKind.nli  # key of distill.teachers.TEACHERS
     model: str = MISSING  # local folder or Hugging Face hub id
+    hub_id: Optional[str] = None  # the Hub model a preset's local folder is a copy of (used when it is absent)
     template: str = "This example is {}."
     # Prompt ensemble: several templates, scores averaged over them (replaces `template` when set).
     templates: Optional[List[str]] = None
@@ -131,6 +162,7 @@ class TeacherConfig:
 @dataclass
 class StudentConfig:
     name: str = MISSING
+    hub_id: Optional[str] = None  # the Hub model a preset's local folder is a copy of (used when it is absent)
     kind: StudentKind = StudentKind.finetune  # finetune: the whole encoder + a new head | embedding_lr: frozen encoder + logistic regression
     model: str = MISSING  # local folder or hub id of an encoder
     max_length: int = 128
@@ -177,6 +209,9 @@ class TrainConfig:
     confidence_weighting: bool = False  # weigh each text by the teacher's confidence in its label
     class_balance: bool = False  # reweight so each teacher class counts alike (rare classes up-weighted)
     val_fraction: float = 0.1  # teacher-labelled validation split (no gold) for model selection; 0: none
+    # Share of the labelled pool kept out of training altogether (at most 2,000 texts), which eval scores the
+    # student on against the teacher when there is no gold. null: 0.1 without gold labels, 0 with them.
+    holdout: Optional[float] = None
     early_stopping_patience: Optional[int] = 3  # evaluations without a better validation agreement; null: off
     evals_per_epoch: int = 2  # validation (and checkpoint) points per epoch
     epochs: float = 3.0
@@ -320,8 +355,40 @@ class Config:
     debug: bool = False  # show full tracebacks instead of one-line errors
 
 
+PROJECT_FILE = "distill.yaml"  # settings every distill command run in its folder starts from (`distill init`)
+
+
+def project_file() -> Optional[Path]:
+    """The project file in use: $DISTILL_PROJECT, else ./distill.yaml when there is one."""
+    named = os.environ.get("DISTILL_PROJECT")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise DistillError(f"DISTILL_PROJECT={named}: no such file")
+        return path
+    here = Path(PROJECT_FILE)
+    return here if here.is_file() else None
+
+
+def _project_node() -> dict:
+    path = project_file()
+    if path is None:
+        return {}
+    try:
+        node = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # a YAML syntax error
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DistillError(f"{path} is not valid YAML ({first})") from e
+    if not isinstance(node, dict):
+        raise DistillError(f"{path} must hold settings (key: value lines), not {type(node).__name__}")
+    return node
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
+    # the project file (or nothing), composed after the defaults and before experiment presets and the
+    # command line, which win over it
+    cs.store(group="project", name="local", node=_project_node(), package="_global_")
     cs.store(name="distill_schema", node=Config)
     cs.store(group="data", name="schema", node=DataConfig)
     cs.store(group="teacher", name="schema", node=TeacherConfig)
@@ -335,7 +402,23 @@ def load_config(overrides: Optional[List[str]] = None) -> DictConfig:
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides or []))
+        return settle(compose(config_name="config", overrides=list(overrides or [])))
+
+
+def settle(cfg: DictConfig) -> DictConfig:
+    """What composition leaves to work out: data.labels from data.labels_from (one label name a line)."""
+    data = cfg.get("data")
+    if data is None or not data.get("labels_from"):
+        return cfg
+    path = Path(str(data.labels_from)).expanduser()
+    if not path.is_file():
+        raise DistillError(f"data.labels_from: {path} not found (in {Path.cwd()})")
+    names = [line.strip() for line in path.read_text(encoding=data.encoding).splitlines() if line.strip()]
+    if not OmegaConf.is_missing(data, "labels") and list(data.labels) != names:
+        raise DistillError(f"data.labels {list(data.labels)} and data.labels_from ({path}: {names}) disagree; "
+                           f"give one of them")
+    data.labels = names
+    return cfg
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -28,7 +28,12 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
     data_dir = os.path.expanduser(cfg.paths.data)
     # The pool is streamed (never all in memory); the held-out gold labels are loaded with the texts but
     # never handed to the teacher.
-    texts = stream_pool(cfg.data, data_dir) if split == "pool" else load_heldout(cfg.data, data_dir).texts
+    if split == "pool":
+        texts = stream_pool(cfg.data, data_dir)
+        rows, notes = texts.rows, texts.notes
+    else:
+        held = load_heldout(cfg.data, data_dir)
+        texts, rows, notes = held.texts, held.rows, {}
     make = (lambda: teacher) if teacher is not None else (lambda: local_teacher(cfg, len(texts)))
     folder = artifacts.labels_dir(cfg, split)
     labeller = None
@@ -37,7 +42,7 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
 
         labeller = RayLabeller(cfg.teacher, list(cfg.data.labels), folder, cfg.ray, cfg.label.shard_size)
     return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size,
-                       labeller=labeller)
+                       labeller=labeller, rows=rows, notes=notes)
 
 
 def local_teacher(cfg: DictConfig, n_texts: int | None = None):

@@ -51,9 +51,14 @@ def prob_columns(labels: Sequence[str]) -> list[str]:
     return [f"{PROB_PREFIX}{name}" for name in labels]
 
 
-def to_frame(texts: Sequence[str], probs: np.ndarray, labels: Sequence[str], start: int) -> pd.DataFrame:
-    """One row per text: its id, the text, every label's probability, the argmax label and its probability."""
-    frame = pd.DataFrame({"id": np.arange(start, start + len(texts)), "text": list(texts)})
+def to_frame(texts: Sequence[str], probs: np.ndarray, labels: Sequence[str], start: int,
+             rows: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per text: its id, its row in the source file (when known), the text, every label's
+    probability, the argmax label and its probability."""
+    frame = pd.DataFrame({"id": np.arange(start, start + len(texts))})
+    if rows is not None:
+        frame["row"] = np.asarray(rows[start:start + len(texts)], dtype=np.int64)
+    frame["text"] = list(texts)
     for col, column in zip(prob_columns(labels), probs.T):
         frame[col] = column.astype(np.float32)
     best = probs.argmax(axis=1)
@@ -140,6 +145,13 @@ class LocalLabeller:
     def labels(self) -> list[str]:
         return list(self._teacher().labels)
 
+    @property
+    def truncated(self) -> int | None:
+        """Texts the teacher cut to the length its model reads, this run."""
+        from .teachers.processes import truncated
+
+        return truncated(self.teacher) if self.teacher is not None else None
+
     def describe(self) -> dict:
         """The teacher's settings, for meta.json."""
         return self._teacher().describe()
@@ -157,6 +169,8 @@ def label_texts(
     shard_size: int = 512,
     n_texts: int | None = None,
     labeller=None,
+    rows: np.ndarray | None = None,
+    notes: dict | None = None,
 ) -> Labelled:
     """Label `texts` into `folder`, resuming finished shards and reusing a finished labelling.
 
@@ -166,6 +180,8 @@ def label_texts(
     `describe`): `LocalLabeller(make_teacher)` by default, `distill.ray_engine.RayLabeller` for a Ray
     actor pool. Either way this process writes the shards, so resuming works the same.
     One process at a time labels a folder: another one waits, then finds the finished labels.
+    `rows` (each text's row in its file) becomes the `row` column; `notes` (rows read and skipped) go into
+    meta.json.
     """
     n_texts = len(texts) if n_texts is None else n_texts
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,13 +206,19 @@ def label_texts(
                 for i, chunk, probs in labeller.run(_pending(iter(texts), folder, n_shards, shard_size, n_texts)):
                     labelled += len(chunk)
                     seconds = time.perf_counter() - start
-                    _write_parquet(to_frame(chunk, probs, labeller.labels, i * shard_size),
+                    _write_parquet(to_frame(chunk, probs, labeller.labels, i * shard_size, rows),
                                    _shard_path(folder, i))
                     bar.update(len(chunk))
             describe = labeller.describe()
+            cut = getattr(labeller, "truncated", None)
+            if cut:
+                log.warning("%d of the %d texts labelled were longer than the teacher reads and were cut to fit "
+                            "(teacher.max_length, the model's limit)", cut, labelled)
+            notes = {**(notes or {}), "n_truncated": cut}
         finally:
             getattr(labeller, "close", lambda: None)()
-        return _finish(folder, n_shards, describe, labeller.labels, identity, n_texts, labelled, seconds)
+        return _finish(folder, n_shards, describe, labeller.labels, identity, n_texts, labelled, seconds,
+                       notes or {})
 
 
 def _pending(stream: Iterator[str], folder: Path, n_shards: int, shard_size: int,
@@ -234,7 +256,7 @@ def _shard_len(index: int, shard_size: int, n: int) -> int:
 
 
 def _finish(folder: Path, n_shards: int, describe: dict, labels: list[str], identity: dict, n_texts: int,
-            labelled: int, seconds: float) -> Labelled:
+            labelled: int, seconds: float, notes: dict) -> Labelled:
     """Copy the shards into labels.parquet (atomically), a row group at a time, and write meta.json."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -275,6 +297,7 @@ def _finish(folder: Path, n_shards: int, describe: dict, labels: list[str], iden
         "texts_per_s": round(labelled / seconds, 3) if seconds else None,
         "label_counts": dict(counts.most_common()),  # as pandas' value_counts: most common first
         "mean_confidence": confidence / rows if rows else float("nan"),
+        **notes,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(folder / "meta.json", meta)

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import typing
 from enum import Enum
+from pathlib import Path
 from typing import Optional
 
 from .config import CONF_DIR, Config
@@ -17,9 +18,30 @@ from .config import CONF_DIR, Config
 SWEEP_MARKERS = (",", "${", "(", "[", "{")  # sweeps, interpolations, sweep functions, lists: Hydra's job
 
 
-def groups() -> dict[str, list[str]]:
-    """Config groups and their presets, read from conf/."""
-    return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in CONF_DIR.iterdir() if d.is_dir()}
+def config_dirs(argv: list[str]) -> list[Path]:
+    """The folders presets are read from: the package's conf/, and those the command line adds with
+    --config-dir / -cd DIR or hydra.searchpath=[file://DIR, ...] (pkg:// entries are not looked into)."""
+    dirs, it = [CONF_DIR], iter(argv)
+    for arg in it:
+        if arg in ("--config-dir", "-cd"):
+            dirs.append(Path(next(it, "")))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            entries = arg.split("=", 1)[1].strip("[]").split(",")
+            dirs += [Path(e.strip().strip("'\"")[len("file://"):]) for e in entries
+                     if e.strip().strip("'\"").startswith("file://")]
+    return [d.expanduser() for d in dirs]
+
+
+def groups(argv: list[str] | None = None) -> dict[str, list[str]]:
+    """Config groups and their presets, read from conf/ and from the folders the command line adds."""
+    found: dict[str, set] = {}
+    for root in config_dirs(argv or []):
+        for d in (root.iterdir() if root.is_dir() else []):
+            if d.is_dir():
+                found.setdefault(d.name, set()).update(p.stem for p in d.glob("*.yaml"))
+    return {name: sorted(presets) for name, presets in found.items()}
 
 
 def _unwrap(tp):
@@ -64,7 +86,7 @@ def _type_problem(key: str, value: str, tp) -> Optional[str]:
 
 def check_overrides(argv: list[str]) -> Optional[str]:
     """The first problem found in the `key=value` arguments, or None."""
-    presets = groups()
+    presets = groups(argv)
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -76,7 +98,7 @@ def check_overrides(argv: list[str]) -> Optional[str]:
             unknown = [v for v in value.split(",") if v and v not in presets[key] and v != "null"]
             if unknown and not any(m in value for m in ("(", "${")):
                 return (f"unknown {key} preset '{unknown[0]}' (available: {', '.join(presets[key])}); "
-                        f"presets live in conf/{key}/")
+                        f"presets live in {CONF_DIR / key}/, or in <DIR>/{key}/ with --config-dir DIR")
             continue
         tp, problem = _field_type(key)
         problem = problem or (tp is not None and _type_problem(key, value, tp))

@@ -1,7 +1,7 @@
 """`python -m distill.where labels|student|eval [overrides...]`: print where a config's artifact lives.
 
 Artifact paths are keyed by content (distill/artifacts.py), so a script that chains stages, such as the
-teacher-assistant step of scripts/run_main.sh (a trained student labels a larger pool), asks here for the
+teacher-assistant step of scripts/run_comparison.sh (a trained student labels a larger pool), asks here for the
 folder a stage wrote instead of guessing its key. Nothing is run or created; the path may not exist yet.
 """
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import sys
 
 from . import artifacts
-from .config import load_config
+from .config import load_config, register_configs
 from .errors import DistillError
 from .overrides import check_overrides
 
 PLACES = {"labels": lambda cfg: artifacts.labels_file(cfg, "pool"),
           "heldout-labels": lambda cfg: artifacts.labels_file(cfg, "heldout"),
-          "student": artifacts.student_dir, "eval": artifacts.eval_dir}
+          "student": artifacts.student_dir, "eval": artifacts.eval_dir,
+          "report": lambda cfg: artifacts.report_dir(cfg) / "report.md"}
 USAGE = f"usage: python -m distill.where {{{'|'.join(PLACES)}}} [hydra overrides...]"
 
 
@@ -25,6 +26,7 @@ def where(place: str, overrides: list[str]) -> str:
     problem = check_overrides(overrides)
     if problem:
         raise DistillError(problem)
+    register_configs()  # ./distill.yaml, as the command line composes it
     return str(PLACES[place](load_config(overrides)))
 
 

@@ -1,31 +1,44 @@
 """Artifact paths are content keys: the same settings give the same folders from one version to the next.
 
-The keys below were computed by the code before the layout change (commit 3b8b91e's modules, moved). A
-change that alters them makes every user's cached labels and trained students unreachable, so it must be
-deliberate. Data paths point nowhere (`/data`): the fingerprint then records the path as missing, and the
-key depends on the settings alone, not on this machine's files.
+The keys below were computed by the code before the layout change (commit 3b8b91e). A change that alters
+them makes every user's cached labels and trained students unreachable, so it must be deliberate. Data
+paths point nowhere (`/data`): the fingerprint then records the path as missing, and the key depends on
+the settings alone, not on this machine's files. The models' folders exist, as on a machine that labelled.
 """
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from distill import artifacts
 from distill.config import load_config
 
-FIXED = ["paths.data=/data", "paths.models=/models", "paths.outputs=/out"]
+MODELS = Path(tempfile.gettempdir()) / "distill-pinned-models"  # a fixed path: it is part of the keys
+FIXED = ["paths.data=/data", f"paths.models={MODELS}", "paths.outputs=/out"]
+
+
+@pytest.fixture(autouse=True)
+def local_models():
+    """The presets' local model folders exist (empty): the presets then name them, not their Hub ids."""
+    for name in ("deberta-v3-nli", "all-MiniLM-L6-v2", "all-mpnet-base-v2"):
+        (MODELS / name).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.mark.parametrize("overrides,labels,student", [
-    ([], "/out/labels/sst2/deberta-v3-nli-pool-5ef319457a/labels.parquet",
-     "/out/students/sst2/deberta-v3-nli-minilm-soft-e431b452e2"),
-    (["teacher=mpnet", "data=ag_news"], "/out/labels/ag_news/mpnet-pool-89d0506b5b/labels.parquet",
-     "/out/students/ag_news/mpnet-minilm-soft-efcdbb8e25"),
-    (["student=minilm-lr"], "/out/labels/sst2/deberta-v3-nli-pool-5ef319457a/labels.parquet",
-     "/out/students/sst2/deberta-v3-nli-minilm-lr-soft-ba15526ce4"),
-    (["weak=sst2"], "/out/labels/sst2/deberta-v3-nli-pool-5ef319457a/labels.parquet",
-     "/out/students/sst2/weak-sst2-minilm-soft-7c21c50661"),
+    ([], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
+     "/out/students/sst2/deberta-v3-nli-minilm-soft-681f210773"),
+    (["teacher=mpnet", "data=ag_news"], "/out/labels/ag_news/mpnet-pool-790a6c00e4/labels.parquet",
+     "/out/students/ag_news/mpnet-minilm-soft-7a3276f267"),
+    (["student=minilm-lr"], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
+     "/out/students/sst2/deberta-v3-nli-minilm-lr-soft-eba6a68f3c"),
+    (["weak=sst2"], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
+     "/out/students/sst2/weak-sst2-minilm-soft-20cdb0da62"),
     (["teacher=assistant", "teacher.model=/nonexistent"], "/out/labels/sst2/assistant-pool-bd565d35e7/labels.parquet",
-     "/out/students/sst2/assistant-minilm-soft-7135e26f91"),
+     "/out/students/sst2/assistant-minilm-soft-77a2cf5aca"),
+    (["student=deberta-nli", "teacher=minilm-embed"], "/out/labels/sst2/minilm-embed-pool-96b15976c0/labels.parquet",
+     "/out/students/sst2/minilm-embed-deberta-nli-soft-0fed0a676e"),
 ])
 def test_default_label_and_student_paths_are_unchanged(overrides, labels, student):
     cfg = load_config(overrides + FIXED)

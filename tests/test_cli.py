@@ -42,7 +42,7 @@ def test_unknown_preset():
 
 def test_missing_model_folder(tiny_args, tmp_path):
     proc = run_cli("stage=label", *tiny_args, f"teacher.model={tmp_path / 'nope'}")
-    assert_one_line_error(proc, str(tmp_path / "nope"), "fetch-models")
+    assert_one_line_error(proc, str(tmp_path / "nope"), "DISTILL_MODELS")
 
 
 def test_unknown_data_column(tiny_args):

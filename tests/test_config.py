@@ -20,7 +20,7 @@ def test_groups_exist():
 
 
 @pytest.mark.parametrize("data,teacher,student", list(itertools.product(
-    [d for d in PRESETS["data"] if d != "hub"], PRESETS["teacher"], PRESETS["student"])))
+    [d for d in PRESETS["data"] if d not in ("hub", "file")], PRESETS["teacher"], PRESETS["student"])))
 def test_every_preset_composes(data, teacher, student):
     cfg = load_config([f"data={data}", f"teacher={teacher}", f"student={student}"])
     assert cfg.data.name == data and cfg.teacher.name == teacher and cfg.student.name == student
@@ -37,6 +37,11 @@ def test_hub_data_preset_needs_an_id():
 def test_defaults_come_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DISTILL_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("DISTILL_DATA", str(tmp_path / "data"))
+    cfg = load_config([])  # no local copies there: the Hub models the presets stand for
+    assert cfg.teacher.model == "MoritzLaurer/DeBERTa-v3-xsmall-mnli-fever-anli-ling-binary" == cfg.teacher.hub_id
+    assert cfg.student.model == "sentence-transformers/all-MiniLM-L6-v2"
+    for name in ("deberta-v3-nli", "all-MiniLM-L6-v2"):
+        (tmp_path / "models" / name).mkdir(parents=True)
     cfg = load_config([])
     assert cfg.stage == Stage.all and cfg.data.name == "sst2"
     assert cfg.teacher.model == f"{tmp_path}/models/deberta-v3-nli"

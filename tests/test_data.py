@@ -16,7 +16,7 @@ from conftest import SHARED, require_shared
 
 
 def data_cfg(**overrides):
-    base = {"name": "tiny", "labels": ["neg", "pos"], "label_map": {"0": "neg", "1": "pos"},
+    base = {"name": "tiny", "labels": ["neg", "pos"], "label_map": {"0": "neg", "1": "pos"}, "label_column": "label",
             "heldout_fraction": 0.5}
     return OmegaConf.merge(OmegaConf.structured(DataConfig), {**base, **overrides})
 
@@ -222,17 +222,24 @@ def test_lines_and_labels_count_mismatch(tmp_path):
         load_heldout(cfg, tmp_path)
 
 
-def test_empty_text_line(tmp_path):
+def test_empty_text_line_is_skipped_and_counted(tmp_path, caplog):
     write(tmp_path / "t.txt", "one\n   \nthree\n")
+    with caplog.at_level(logging.WARNING, logger="distill.data"):
+        assert load_pool(data_cfg(pool={"path": "t.txt"}), tmp_path) == ["one", "three"]
+    assert "1 empty or blank text(s) skipped (line 2," in caplog.text
     with pytest.raises(DistillError, match=r"1 empty text\(s\) in .*t.txt \(line 2,"):
-        load_pool(data_cfg(pool={"path": "t.txt"}), tmp_path)
+        load_pool(data_cfg(pool={"path": "t.txt"}, empty_texts="error"), tmp_path)
 
 
-def test_empty_table_rows_are_reported_not_dropped(tmp_path):
+def test_empty_table_rows_are_reported_not_dropped_silently(tmp_path, caplog):
     write(tmp_path / "d.csv", "title,body\nA,x\n,\n , \nB,y\n")
-    cfg = data_cfg(pool={"path": "d.csv"}, text_columns=["title", "body"])
+    cfg = data_cfg(pool={"path": "d.csv"}, text_columns=["title", "body"], label_column=None)  # no gold, no split
+    with caplog.at_level(logging.WARNING, logger="distill.data"):
+        assert load_pool(cfg, tmp_path) == ["A. x", "B. y"]
+    assert "2 empty or blank text(s) skipped (row 2, 3," in caplog.text
     with pytest.raises(DistillError, match=r"2 empty text\(s\) in .*d.csv \(row 2, 3,"):
-        load_pool(cfg, tmp_path)
+        load_pool(data_cfg(pool={"path": "d.csv"}, text_columns=["title", "body"], label_column=None,
+                           empty_texts="error"), tmp_path)
 
 
 @pytest.mark.parametrize("source", [{"path": "d.xlsx"}, {"path": "d.csv", "format": "excel"}])
@@ -243,7 +250,7 @@ def test_unknown_format(tmp_path, source):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(DistillError, match=r"data.heldout.path: .*nope.csv does not exist"):
+    with pytest.raises(DistillError, match=r"data.heldout.path: nope.csv not found in the working directory"):
         load_heldout(data_cfg(pool={"path": "p.csv"}, heldout={"path": "nope.csv"}), tmp_path)
 
 

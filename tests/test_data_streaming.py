@@ -64,7 +64,8 @@ def write_source(tmp_path, layout, monkeypatch) -> dict:
     if layout == "lines":
         write(tmp_path / "d.txt", "".join(f"  {t} \t\r\n" if i % 3 else f"{t}\u2028{b}\n"
                                           for i, (t, b) in enumerate(zip(frame.title, frame.body))))
-        return {"pool": {"path": "d.txt"}}
+        write(tmp_path / "d.labels", "".join(f"{label}\n" for label in frame.label))  # gold: the split is made
+        return {"pool": {"path": "d.txt", "labels_path": "d.labels"}}
     datasets = pytest.importorskip("datasets")
     dataset = datasets.Dataset.from_pandas(frame)
     monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, config, split: dataset)
@@ -110,7 +111,9 @@ def test_empty_texts_are_found_across_chunks_before_any_iteration(tmp_path):
     lines[2] = lines[11] = lines[25] = " "
     write(tmp_path / "t.txt", "\n".join(lines) + "\n")
     with pytest.raises(DistillError, match=r"3 empty text\(s\) in .*t.txt \(line 3, 12, 26, counting from 1"):
-        stream_pool(data_cfg(pool={"path": "t.txt"}), tmp_path)
+        stream_pool(data_cfg(pool={"path": "t.txt"}, empty_texts="error"), tmp_path)
+    pool = stream_pool(data_cfg(pool={"path": "t.txt"}), tmp_path)  # skipped and counted, by default
+    assert pool.notes["n_empty_skipped"] == 3 and 2 not in pool.rows and 11 not in pool.rows
 
 
 def test_a_missing_jsonl_column_is_found_once_the_file_is_read(tmp_path):

@@ -127,7 +127,7 @@ def test_template_must_take_the_label(tiny_nli_2way, template):
 
 def test_missing_local_model_folder(tmp_path):
     missing = tmp_path / "models" / "absent-nli"
-    with pytest.raises(DistillError, match=f"{missing}.*fetch-models"):
+    with pytest.raises(DistillError, match=f"{missing}.*DISTILL_MODELS"):
         make_teacher(missing)
 
 

@@ -104,7 +104,7 @@ def test_the_layer_dropped_is_the_one_whose_absence_raises_the_loss_least(tmp_pa
 
 
 def test_prune_stage_drops_layers_and_fine_tunes_on_an_assistants_labels(make_cfg):  # noqa: F811
-    """The teacher-assistant recipe of run_main.sh in small: a trained student labels a larger pool, and a
+    """The teacher-assistant recipe of run_comparison.sh in small: a trained student labels a larger pool, and a
     cut copy of the student (one layer fewer) is fine-tuned on those labels."""
     import json
     from pathlib import Path

@@ -145,7 +145,7 @@ def test_embedding_config_errors(tiny_encoder, overrides, labels, message):
 
 def test_embedding_missing_model_folder(tmp_path):
     missing = tmp_path / "models" / "absent-encoder"
-    with pytest.raises(DistillError, match=f"{missing}.*fetch-models"):
+    with pytest.raises(DistillError, match=f"{missing}.*DISTILL_MODELS"):
         embedding_teacher(missing)
 
 
@@ -159,10 +159,14 @@ def test_registry_builds_both_new_kinds(tiny_encoder, onnx_dynamic):
 
 @pytest.mark.parametrize("preset,kind", [("mpnet", "embedding"), ("minilm-embed", "embedding"),
                                          ("deberta-v3-nli-onnx", "onnx")])
-def test_presets_compose(preset, kind):
-    teacher = load_config([f"teacher={preset}", "paths.models=/models"]).teacher
-    assert teacher.kind == kind and teacher.model.startswith("/models/")
+def test_presets_compose(preset, kind, tmp_path):
+    for name in ("all-mpnet-base-v2", "all-MiniLM-L6-v2", "deberta-v3-nli"):
+        (tmp_path / name).mkdir()
+    teacher = load_config([f"teacher={preset}", f"paths.models={tmp_path}"]).teacher
+    assert teacher.kind == kind and teacher.model.startswith(str(tmp_path))
     assert teacher.template.format("x") != teacher.template  # takes the label
+    absent = load_config([f"teacher={preset}", "paths.models=/nowhere"]).teacher  # online: the Hub model
+    assert absent.model == (absent.hub_id if kind != "onnx" else "/nowhere/deberta-v3-nli") and "/" in absent.hub_id
 
 
 # ---------------------------------------------------------------------------------------------------- ONNX

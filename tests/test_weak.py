@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -332,3 +333,17 @@ def test_real_weak_supervision_on_a_sst2_slice(tmp_path):
     for name in ("deberta-v3-nli", "mpnet", "dawid_skene", "majority_vote"):
         assert scores[name]["accuracy"] >= 0.7, scores[name]
     assert 0.05 < scores["keywords (combined)"]["coverage"] < 0.8
+
+
+def test_weak_supervision_without_gold_labels(weak_cfg):
+    """No gold anywhere: the label model still combines the sources, the student learns from it, and eval
+    scores the student against the combined labels on texts it never trained on."""
+    cfg = weak_cfg("data.heldout=null", "data.label_column=null")
+    result = weak.run(cfg)
+    assert result["heldout"] == [] and result["best_single_source"] is None and result["n_texts"] == 50
+    summary = (Path(result["weak_dir"]) / "summary.md").read_text()
+    assert "no gold labels to score it" in summary and "learned accuracy" in summary.lower()
+    assert train.run(cfg)["holdout"]["n_texts"] == 5
+    metrics = evaluate.run(cfg)
+    assert metrics["gold"] is False and metrics["models"][0]["kind"] == "weak"
+    assert 0 <= metrics["models"][1]["agreement_with_teacher"] <= 1

@@ -21,10 +21,20 @@ def weights_size_mb(ref: str) -> float | None:
     return folder_size_mb(path, [p.name for p in path.iterdir() if p.suffix in WEIGHT_FILES])
 
 
-def measure(name: str, role: str, probs: np.ndarray, gold: np.ndarray, speed: dict, cfg: DictConfig,
-            info: dict) -> dict:
-    """One row of the comparison: quality against gold, and speed from `speed` (a throughput() result)."""
-    entry = {"name": name, "role": role, **full_report(probs, gold, list(cfg.data.labels), cfg.data.ordinal),
+def measure(name: str, role: str, probs: np.ndarray, gold: np.ndarray | None, speed: dict, cfg: DictConfig,
+            info: dict, teacher: np.ndarray | None = None) -> dict:
+    """One row of the comparison: quality against gold (when there is gold), against the teacher's labels
+    (`teacher`, its probabilities on the same texts, when given), and speed from `speed` (a throughput()
+    result)."""
+    labels = list(cfg.data.labels)
+    quality = full_report(probs, gold, labels, cfg.data.ordinal) if gold is not None else \
+        {"accuracy": None, "macro_f1": None}
+    if teacher is not None and gold is None:  # no gold: what can be known is how the student follows the teacher
+        versus = full_report(probs, teacher.argmax(1), labels)
+        quality.update({"agreement_with_teacher": versus["accuracy"], "macro_f1_vs_teacher": versus["macro_f1"],
+                        "ece_vs_teacher": versus["ece"], "confusion_vs_teacher": versus["confusion"],
+                        "per_class_vs_teacher": versus["per_class"]})
+    entry = {"name": name, "role": role, **quality, **confidence_summary(probs, labels),
              "samples_per_s": {str(bs): (round(r["samples_per_s"], 2) if r else None) for bs, r in speed.items()}}
     timed = [bs for bs, r in speed.items() if r]
     if timed:
@@ -32,6 +42,21 @@ def measure(name: str, role: str, probs: np.ndarray, gold: np.ndarray, speed: di
         entry["latency_ms"] = {"batch_size": min(timed), "p50": round(first["latency_ms_p50"], 2),
                                "p95": round(first["latency_ms_p95"], 2)}
     return {**entry, **info}
+
+
+CONFIDENCE_EDGES = np.linspace(0.0, 1.0, 21)
+
+
+def confidence_summary(probs: np.ndarray, labels: list[str]) -> dict:
+    """How sure a model is (its top probability: mean, quartiles, share below 0.6, a 20-bin histogram)
+    and how often it picks each label: what can be read without any gold label."""
+    top = probs.max(axis=1)
+    counts = np.bincount(probs.argmax(axis=1), minlength=len(labels))
+    return {"confidence": {"mean": float(top.mean()), "p25": float(np.percentile(top, 25)),
+                           "median": float(np.median(top)), "p75": float(np.percentile(top, 75)),
+                           "share_below_0.6": float((top < 0.6).mean()),
+                           "histogram": np.histogram(top, CONFIDENCE_EDGES)[0].tolist()},
+            "label_shares": {label: float(c / max(1, len(top))) for label, c in zip(labels, counts)}}
 
 
 def speedups(entries: list[dict], batch_sizes: list[int]) -> None:
@@ -44,17 +69,27 @@ def speedups(entries: list[dict], batch_sizes: list[int]) -> None:
                                              if teacher["samples_per_s"].get(str(bs)) else None) for bs in batch_sizes}
 
 
-def render(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str) -> str:
-    header = ["model", "role", "accuracy", "macro-F1", "agreement w/ teacher", "ECE"]
+def render(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str, gold: bool = True) -> str:
+    """The comparison as a markdown table: against gold, or (no gold) against the teacher's labels on texts
+    the students never trained on."""
+    if gold:
+        header = ["model", "role", "accuracy", "macro-F1", "agreement w/ teacher", "ECE"]
+        quality = lambda e: [e["accuracy"], e["macro_f1"], e.get("agreement_with_teacher"), e.get("ece")]  # noqa: E731
+    else:
+        header = ["model", "role", "agreement w/ teacher", "macro-F1 vs teacher", "ECE vs teacher", "mean confidence"]
+        quality = lambda e: [e.get("agreement_with_teacher"), e.get("macro_f1_vs_teacher"),  # noqa: E731
+                             e.get("ece_vs_teacher"), (e.get("confidence") or {}).get("mean")]
     header += [f"samples/s @{bs}" for bs in batch_sizes] + ["p50 / p95 ms", "MB", "params (M)"]
     rows = []
     for e in entries:
         latency = e.get("latency_ms")
-        rows.append([e["name"], e["role"], e["accuracy"], e["macro_f1"], e.get("agreement_with_teacher"), e.get("ece")]
+        rows.append([e["name"], e["role"], *quality(e)]
                     + [e["samples_per_s"].get(str(bs)) for bs in batch_sizes]
                     + [f"{latency['p50']:.1f} / {latency['p95']:.1f}" if latency else None, e.get("size_mb"),
                        round(e["num_parameters"] / 1e6, 1) if e.get("num_parameters") else None])
-    title = f"### {data}: {n_texts} held-out texts\n\n"
+    what = "held-out texts" if gold else ("texts the students never trained on, scored against the teacher's "
+                                          "labels (no gold labels)")
+    title = f"### {data}: {n_texts} {what}\n\n"
     notes = [f"- {e['name']} speed-up over the teacher: "
              + ", ".join(f"{r:.1f}x @{bs}" for bs, r in e["speedup_vs_teacher"].items() if r is not None)
              for e in entries if any(v is not None for v in e.get("speedup_vs_teacher", {}).values())]

@@ -1,9 +1,15 @@
-"""The evaluation report a person reads in 30 seconds: report.md with the table and three PNG plots.
+"""The evaluation report a person reads in 30 seconds: report.md with the table and its PNG plots.
 
-    confusion.png           one confusion matrix per model (rows: gold, columns: predicted; row-normalised
-                            colour, counts written in the cells)
+    confusion.png           one confusion matrix per model (rows: gold, or the teacher's label when there is
+                            no gold; columns: predicted; row-normalised colour, counts in the cells)
     throughput.png          samples/s of every model at each batch size (log scale)
-    accuracy_vs_speed.png   accuracy against samples/s at the largest batch size: up and to the right is better
+    accuracy_vs_speed.png   accuracy (or, without gold, agreement with the teacher) against samples/s at the
+                            largest batch size: up and to the right is better
+    confidence.png          how sure each model is: its top probability, as a histogram
+    label_shares.png        how often each model picks each label
+
+Without gold labels (metrics["gold"] false) every quality number is against the teacher's labels, on texts
+the students never trained on, and says so.
 """
 from __future__ import annotations
 
@@ -28,11 +34,19 @@ def write_report(out: Path, metrics: dict, table: str, plots: bool = True) -> tu
     lines = [f"# {metrics['data']}: teacher vs students", "", _headline(metrics), "", table.strip(), ""]
     for png in pngs:
         lines += [f"![{png.stem.replace('_', ' ')}]({png.name})", ""]
-    lines += ["## Per class", "", _per_class(metrics), ""]
-    lines += ["Accuracy and F1 are against the held-out gold labels (read only for scoring). Agreement is the share "
-              "of texts on which a model picks the teacher's label. ECE: expected calibration error of the top "
-              "label (15 bins; 0 is perfectly calibrated). Speeds are from one run on one machine: compare ratios "
-              "more than absolute numbers.", ""]
+    lines += ["## Per class" + ("" if _gold(metrics) else " (against the teacher's labels)"), "", _per_class(metrics), ""]
+    if _gold(metrics):
+        lines += ["Accuracy and F1 are against the held-out gold labels (read only for scoring). Agreement is the "
+                  "share of texts on which a model picks the teacher's label. ECE: expected calibration error of "
+                  "the top label (15 bins; 0 is perfectly calibrated).", ""]
+    else:
+        lines += [f"There are no gold labels, so nothing here says how often a model is right. What is known: how "
+                  f"closely each student follows its teacher on {metrics['n_heldout']} labelled texts it never "
+                  f"trained on (a seeded share of the pool, train.holdout), how calibrated it is against the "
+                  f"teacher's labels (ECE vs teacher), how sure the teacher is over the "
+                  f"{metrics.get('n_pool', 'labelled')} pool texts, and how often each picks each label. Name a "
+                  f"column of gold labels (data.label_column) to add accuracy.", ""]
+    lines += ["Speeds are from one run on one machine: compare ratios more than absolute numbers.", ""]
     if metrics.get("machine"):  # int8 and bf16 results move with the CPU's instruction sets, not only speeds
         lines += [f"Measured on {metrics['machine']['cpu_summary']}, {metrics['machine']['cores']} cores"
                   + (f", GPU {metrics['machine']['gpu']}" if metrics['machine'].get('gpu') else "") + ".", ""]
@@ -41,31 +55,49 @@ def write_report(out: Path, metrics: dict, table: str, plots: bool = True) -> tu
     return report, pngs
 
 
+def _gold(metrics: dict) -> bool:
+    return metrics.get("gold", True)
+
+
+def _quality(metrics: dict) -> tuple[str, str]:
+    """(the entry key that says how good a model is, its name in prose)."""
+    return ("accuracy", "accuracy") if _gold(metrics) else ("agreement_with_teacher", "agreement with the teacher")
+
+
 def _headline(metrics: dict) -> str:
     models = metrics["models"]
     teacher = next((m for m in models if m["role"] == "teacher"), None)
     students = [m for m in models if m["role"] == "student"]
     if not students:
         return ""
-    best = max(students, key=lambda m: m["accuracy"])
-    text = f"Best student: **{best['name']}**, accuracy {best['accuracy']:.4f}"
-    if teacher:
+    key, what = _quality(metrics)
+    best = max(students, key=lambda m: m.get(key) or 0)
+    text = f"Best student: **{best['name']}**, {what} {best[key]:.4f}"
+    if teacher and _gold(metrics):
         text += f" (teacher {teacher['name']}: {teacher['accuracy']:.4f}, {100 * (best['accuracy'] - teacher['accuracy']):+.1f} points)"
+    if teacher:
         ratios = {bs: r for bs, r in (best.get("speedup_vs_teacher") or {}).items() if r}
         if ratios:
             bs = max(ratios, key=int)
             text += f", {ratios[bs]:.1f}x the teacher's samples/s at batch {bs}"
     fastest = max(students, key=lambda m: m["samples_per_s"].get(str(max(metrics["batch_sizes"]))) or 0)
     if fastest is not best:
-        text += f". Fastest: **{fastest['name']}** (accuracy {fastest['accuracy']:.4f})"
+        text += f". Fastest: **{fastest['name']}** ({what} {fastest[key]:.4f})"
+    if teacher and not _gold(metrics):
+        conf = teacher.get("confidence") or {}
+        text += (f". The teacher's mean confidence over the pool is {conf.get('mean', 0):.2f}; "
+                 f"{100 * conf.get('share_below_0.6', 0):.0f}% of its labels are below 0.6")
     return text + "."
 
 
 def _per_class(metrics: dict) -> str:
     labels = metrics["labels"]
-    header = ["model"] + [f"{label} P / R / F1" for label in labels]
-    rows = [[m["name"]] + [" / ".join(fmt(m["per_class"][label][k], 2) for k in ("precision", "recall", "f1"))
-                           for label in labels] for m in metrics["models"] if "per_class" in m]
+    key = "per_class" if _gold(metrics) else "per_class_vs_teacher"
+    header = ["model"] + [f"{label} P / R / F1" for label in labels] + ["label shares"]
+    rows = [[m["name"]] + [" / ".join(fmt(m[key][label][k], 2) for k in ("precision", "recall", "f1"))
+                           for label in labels]
+            + [", ".join(f"{label} {100 * share:.0f}%" for label, share in (m.get("label_shares") or {}).items())]
+            for m in metrics["models"] if key in m]
     return markdown_table(header, rows)
 
 
@@ -78,7 +110,8 @@ def _plots(out: Path, metrics: dict) -> list[Path]:
     except ImportError:
         log.warning("report: matplotlib is not installed, so the report has no plots (pip install 'distill[plots]')")
         return []
-    paths = [_confusions(out, metrics, plt), _throughput(out, metrics, plt), _accuracy_vs_speed(out, metrics, plt)]
+    paths = [_confusions(out, metrics, plt), _throughput(out, metrics, plt), _accuracy_vs_speed(out, metrics, plt),
+             _confidence(out, metrics, plt), _label_shares(out, metrics, plt)]
     return [p for p in paths if p is not None]
 
 
@@ -173,9 +206,11 @@ def _short(name: str, width: int = 28) -> str:
 def _confusions(out: Path, metrics: dict, plt) -> Path | None:
     import numpy as np
 
-    models = [m for m in metrics["models"] if "confusion" in m]
+    key = "confusion" if _gold(metrics) else "confusion_vs_teacher"
+    models = [m for m in metrics["models"] if key in m]
     if not models:
         return None
+    quality, what = _quality(metrics)
     labels = metrics["labels"]
     k = len(labels)
     cols = min(3, len(models))
@@ -185,7 +220,7 @@ def _confusions(out: Path, metrics: dict, plt) -> Path | None:
     for ax in axes.flat[len(models):]:
         ax.axis("off")
     for ax, m in zip(axes.flat, models):
-        counts = np.asarray(m["confusion"], dtype=float)
+        counts = np.asarray(m[key], dtype=float)
         share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i in range(k):
@@ -195,12 +230,15 @@ def _confusions(out: Path, metrics: dict, plt) -> Path | None:
         ax.set_xticks(range(k), [_short(label, 10) for label in labels], rotation=30 if k > 2 else 0, ha="right" if k > 2 else "center", fontsize=8)
         ax.set_yticks(range(k), [_short(label, 10) for label in labels], fontsize=8)
         head, sep, tail = m["name"].partition(" (")  # model / targets and variant, accuracy: two short lines
-        ax.set_title(f"{_short(head, 30)}\n{(sep + tail).strip()}{' · ' if sep else ''}acc {m['accuracy']:.3f}",
+        short = "acc" if _gold(metrics) else "agree"
+        ax.set_title(f"{_short(head, 30)}\n{(sep + tail).strip()}{' · ' if sep else ''}{short} {m[quality]:.3f}",
                      fontsize=9)
         ax.set_xlabel("predicted", fontsize=8)
-        ax.set_ylabel("gold", fontsize=8)
-    fig.suptitle(f"{metrics['data']}: confusion matrices\n({metrics['n_heldout']} held-out texts; colour: share of the gold row)",
-                 fontsize=10)
+        ax.set_ylabel("gold" if _gold(metrics) else "teacher", fontsize=8)
+    rows_are = "gold" if _gold(metrics) else "teacher's"
+    texts = "held-out texts" if _gold(metrics) else "texts no student trained on, no gold"
+    fig.suptitle(f"{metrics['data']}: confusion matrices\n({metrics['n_heldout']} {texts}; colour: share of the "
+                 f"{rows_are} row)", fontsize=10)
     return _save(fig, out / "confusion.png", plt, top_inches=0.5)
 
 
@@ -233,29 +271,78 @@ def _throughput(out: Path, metrics: dict, plt) -> Path | None:
 
 def _accuracy_vs_speed(out: Path, metrics: dict, plt) -> Path | None:
     bs = str(max(metrics["batch_sizes"]))
-    models = [m for m in metrics["models"] if m["samples_per_s"].get(bs)]
+    key, what = _quality(metrics)
+    models = [m for m in metrics["models"] if m["samples_per_s"].get(bs) and m.get(key) is not None]
     if not models:
         return None
     # taller with more models, so their labels find room beside their points
     fig, ax = plt.subplots(figsize=(7.0, max(4.5, 1.5 + 0.3 * len(models))))
     points = []
     for m in models:
-        x, y = m["samples_per_s"][bs], m["accuracy"]
+        x, y = m["samples_per_s"][bs], m[key]
         ax.scatter([x], [y], s=60, color=COLORS[m["role"]], marker="*" if m["role"] == "teacher" else "o", zorder=3)
         points.append((x, y, _short(m["name"], 40)))
     ax.set_xscale("log")
     _plain_ticks(ax.xaxis)
     ax.set_xlabel(f"samples / second at batch {bs} (log)")
-    ax.set_ylabel("accuracy (held-out gold)")
+    ax.set_ylabel("accuracy (held-out gold)" if _gold(metrics) else "agreement with the teacher (unseen texts)")
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"{metrics['data']}: accuracy vs speed (teacher: red star)")
-    lo, hi = min(m["accuracy"] for m in models), max(m["accuracy"] for m in models)
+    ax.set_title(f"{metrics['data']}: {what} vs speed" + (" (teacher: red star)" if _gold(metrics) else ""))
+    lo, hi = min(m[key] for m in models), max(m[key] for m in models)
     ax.set_ylim(lo - 0.05 * max(hi - lo, 0.1), hi + 0.05 * max(hi - lo, 0.1))
     xs = [m["samples_per_s"][bs] for m in models]
     ax.set_xlim(min(xs) / 1.6, max(xs) * 2.5)
     fig.tight_layout()
     _label_points(ax, points)
     return _save(fig, out / "accuracy_vs_speed.png", plt)
+
+
+def _confidence(out: Path, metrics: dict, plt) -> Path | None:
+    """Histogram of each model's top probability (teacher: over the labelled texts)."""
+    import numpy as np
+
+    models = [m for m in metrics["models"] if (m.get("confidence") or {}).get("histogram")
+              and (m.get("variant") or "torch") == "torch"]
+    if not models:
+        return None
+    edges = np.linspace(0.0, 1.0, len(models[0]["confidence"]["histogram"]) + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for i, m in enumerate(models):
+        counts = np.asarray(m["confidence"]["histogram"], dtype=float)
+        share = counts / max(1.0, counts.sum())
+        color = COLORS["teacher"] if m["role"] == "teacher" else STUDENT_PALETTE[i % len(STUDENT_PALETTE)]
+        ax.step(centres, share, where="mid", color=color, linewidth=2 if m["role"] == "teacher" else 1.2,
+                label=f"{_short(m['name'], 36)} (mean {m['confidence']['mean']:.2f})")
+    ax.axvline(0.6, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xlim(min(0.5, edges[np.flatnonzero(sum(np.asarray(m["confidence"]["histogram"]) for m in models))[0]]), 1.0)
+    ax.set_xlabel("top-label probability (how sure the model is)")
+    ax.set_ylabel(f"share of texts (bins of {width:.2f})")
+    ax.set_title(f"{metrics['data']}: confidence (dotted: 0.6, below it labels are worth checking)")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "confidence.png", plt)
+
+
+def _label_shares(out: Path, metrics: dict, plt) -> Path | None:
+    """How often each model picks each label: a student far from its teacher's shares learned a bias."""
+    import numpy as np
+
+    models = [m for m in metrics["models"] if m.get("label_shares") and (m.get("variant") or "torch") == "torch"]
+    if not models:
+        return None
+    labels = metrics["labels"]
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) * len(models) + 2), 4.0))
+    for i, m in enumerate(models):
+        values = [m["label_shares"].get(label, 0.0) for label in labels]
+        xs = np.arange(len(labels)) + (i - (len(models) - 1) / 2) * width
+        color = COLORS["teacher"] if m["role"] == "teacher" else STUDENT_PALETTE[i % len(STUDENT_PALETTE)]
+        ax.bar(xs, values, width, color=color, label=_short(m["name"], 36))
+    ax.set_xticks(range(len(labels)), [_short(label, 14) for label in labels], rotation=30 if len(labels) > 4 else 0)
+    ax.set_ylabel("share of texts given the label")
+    ax.set_title(f"{metrics['data']}: label shares")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, out / "label_shares.png", plt)
 
 
 def _label_points(ax, points: list[tuple[float, float, str]]) -> list:

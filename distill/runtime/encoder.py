@@ -28,6 +28,7 @@ class SentenceEncoder:
         self.tokenizer, self.model = load_model(ref, key, AutoModel, device, dtype)
         self.max_length = self._max_length(max_length)
         self.input_names = list(self.tokenizer.model_input_names)
+        self.truncated = 0
         self.dim = int(self.model.config.hidden_size)
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
@@ -39,6 +40,7 @@ class SentenceEncoder:
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         features = {name: enc[name] for name in self.input_names if name in enc}
         lengths = np.array([len(ids) for ids in features["input_ids"]])
+        self.truncated += int((lengths >= self.max_length).sum())  # texts whose end was cut
         # Longest first: little padding per batch, and memory trouble shows at once.
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)

@@ -6,7 +6,16 @@ from pathlib import Path
 
 from ..errors import DistillError
 
-FETCH_HINT = "run ../shared/bin/fetch-models (or set DISTILL_MODELS to where it put the models)"
+FETCH_SCRIPT = Path(os.environ.get("DISTILL_SHARED", "../shared")) / "bin" / "fetch-models"
+
+
+def fetch_hint() -> str:
+    """How to get the presets' local models: DISTILL_MODELS, and the fetch script where this checkout has it."""
+    hint = "set DISTILL_MODELS to the folder that holds the models"
+    return f"run {FETCH_SCRIPT} or {hint}" if FETCH_SCRIPT.is_file() else hint
+
+
+FETCH_HINT = fetch_hint()  # computed once, where the process starts
 
 
 def looks_local(ref: str) -> bool:

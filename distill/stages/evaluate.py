@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..data import load_heldout
+from ..data import has_gold, load_heldout
 from ..errors import DistillError
 from ..evaluation.compare import measure, render, speedups, weights_size_mb
 from ..evaluation.metrics import agreement, label_ids
@@ -28,9 +28,10 @@ from ..evaluation.report import write_report
 from ..evaluation.timing import machine, throughput
 from ..labelling import label_split
 from ..labelstore import read_labels
-from ..students.folder import folder_meta, student_label
+from ..students.folder import folder_meta, student_label, trained_on
 from ..students.load import load_classifier
 from ..students.onnx import available_variants
+from ..students.trainset import holdout_rows
 from ..teachers import build_teacher
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,7 @@ def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tup
     speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), texts,
                        cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher",
                        repeats=cfg.eval.repeats)
-    model = getattr(teacher, "model", None)
-    info = {"kind": str(cfg.teacher.kind), "variant": "torch" if cfg.teacher.kind != "onnx" else "onnx",
-            "model": str(cfg.teacher.model), "size_mb": weights_size_mb(cfg.teacher.model),
-            "num_parameters": model.num_parameters() if hasattr(model, "num_parameters") else None}
-    return measure(cfg.teacher.name, "teacher", probs, gold, speed, cfg, info), probs
+    return measure(cfg.teacher.name, "teacher", probs, gold, speed, cfg, teacher_info(cfg, teacher)), probs
 
 
 def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -67,8 +64,9 @@ def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
     return entry, probs
 
 
-def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.ndarray,
-                     variant: str = "torch", name: str | None = None) -> tuple[dict, np.ndarray]:
+def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.ndarray | None,
+                     variant: str = "torch", name: str | None = None,
+                     teacher: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     student = load_classifier(folder, device=cfg.train.device if variant == "torch" else "cpu", variant=variant)
     if list(student.labels) != list(cfg.data.labels):
         raise DistillError(f"student at {folder} predicts {student.labels}, the data config has {list(cfg.data.labels)}")
@@ -82,13 +80,91 @@ def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.n
     info = {"kind": meta.get("student", {}).get("kind", "finetune"), "variant": variant,
             "targets": meta.get("train", {}).get("targets"), "model": str(path or folder),
             "size_mb": student.size_mb(), "num_parameters": student.num_parameters()}
-    return measure(name + ("" if variant == "torch" else f" {variant}"), "student", probs, gold, speed, cfg, info), probs
+    return measure(name + ("" if variant == "torch" else f" {variant}"), "student", probs, gold, speed, cfg, info,
+                   teacher=teacher), probs
+
+
+def unseen(folder: Path, labels: list[str]) -> tuple[Path, np.ndarray]:
+    """(the label file a student learned from, the rows of it kept out of its training)."""
+    labels_path, record = trained_on(folder), folder_meta(folder).get("holdout") or {}
+    if not labels_path or not record.get("n_texts"):
+        raise DistillError(f"{folder} was trained on every labelled text, so there is no text it has not seen to "
+                           f"score it on without gold labels: train it again (train.holdout=0.1 keeps a tenth out; "
+                           f"it is the default when the data has no gold labels), or name gold labels "
+                           f"(data.label_column)")
+    n = len(read_labels(artifacts.expand(labels_path), labels)[0])
+    return artifacts.expand(labels_path), holdout_rows(n, record["fraction"], record["seed"])
+
+
+def run_without_gold(cfg: DictConfig) -> dict:
+    """No gold labels: each student against the teacher's labels on texts it never trained on (its seeded
+    holdout of the labelled pool), the teacher's confidence and label shares over the pool, and speed."""
+    labels = list(cfg.data.labels)
+    folders = artifacts.find_students(cfg)
+    batch_sizes, entries = list(cfg.eval.batch_sizes), []
+    pool_texts, pool_probs = read_labels(artifacts.trained_labels(cfg), labels)
+    first_path, first_rows = unseen(folders[0], labels)
+    bench = [read_labels(first_path, labels)[0][i] for i in first_rows]
+    if cfg.eval.teacher:
+        entries.append(teacher_without_gold(cfg, pool_probs, bench))
+    n_unseen = set()
+    for folder in folders:
+        path, rows = unseen(folder, labels)
+        texts, probs = read_labels(path, labels)
+        texts, teacher = [texts[i] for i in rows], probs[rows]
+        n_unseen.add(len(rows))
+        for variant in available_variants(folder, list(cfg.eval.variants)):
+            entry, _ = evaluate_student(cfg, folder, texts, None, variant, student_label(folder), teacher=teacher)
+            entry["n_unseen"] = len(rows)
+            entries.append(entry)
+    speedups(entries, batch_sizes)
+    table = render(entries, batch_sizes, max(n_unseen), cfg.data.name, gold=False)
+    return write_eval(cfg, entries, table, n_texts=max(n_unseen), gold=False, n_pool=len(pool_texts))
+
+
+def teacher_without_gold(cfg: DictConfig, pool_probs: np.ndarray, bench: list[str]) -> dict:
+    """The teacher's row: its confidence and label shares over the labelled pool, its speed (not for a
+    weak-supervision label model, which is several models)."""
+    if artifacts.uses_weak(cfg):
+        return measure(f"weak-{cfg.weak.name} ({cfg.weak.label_model})", "teacher", pool_probs, None,
+                       {bs: None for bs in cfg.eval.batch_sizes}, cfg, {"kind": "weak"})
+    teacher = build_teacher(cfg.teacher, list(cfg.data.labels))
+    speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), bench,
+                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher",
+                       repeats=cfg.eval.repeats)
+    return measure(cfg.teacher.name, "teacher", pool_probs, None, speed, cfg, teacher_info(cfg, teacher))
+
+
+def teacher_info(cfg: DictConfig, teacher) -> dict:
+    model = getattr(teacher, "model", None)
+    return {"kind": str(cfg.teacher.kind), "variant": "torch" if cfg.teacher.kind != "onnx" else "onnx",
+            "model": str(cfg.teacher.model), "size_mb": weights_size_mb(cfg.teacher.model),
+            "num_parameters": model.num_parameters() if hasattr(model, "num_parameters") else None}
+
+
+def write_eval(cfg: DictConfig, entries: list[dict], table: str, n_texts: int, gold: bool, **extra) -> dict:
+    """metrics.json, metrics.md, report.md and its plots in this config's eval folder; the stage's result."""
+    out = artifacts.report_dir(cfg)
+    metrics = {"data": cfg.data.name, "gold": gold, "n_heldout": n_texts, "labels": list(cfg.data.labels),
+               "batch_sizes": list(cfg.eval.batch_sizes), "models": entries, **extra, "machine": machine()}
+    artifacts.write_json(out / "metrics.json", metrics)
+    (out / "metrics.md").write_text(table)
+    report, plots = write_report(out, metrics, table, plots=cfg.eval.plots)
+    print("\n" + table)
+    log.info("eval: %d %s texts scored -> %s", n_texts, "held-out" if gold else "unseen", out / "metrics.json")
+    print(f"report: {report}")
+    key = "accuracy" if gold else "agreement_with_teacher"
+    return {"eval_dir": str(out), "report": str(report), "plots": [str(p) for p in plots], "gold": gold,
+            **{f"{e['role']}_{key}": e.get(key) for e in entries if e.get("variant", "torch") == "torch"},
+            "models": entries}
 
 
 def run(cfg: DictConfig) -> dict:
     if cfg.eval.repeats < 1:  # checked before anything is loaded or timed
         raise DistillError(f"eval.repeats must be at least 1 (timed passes at each batch size), "
                            f"got {cfg.eval.repeats}")
+    if not has_gold(cfg.data):
+        return run_without_gold(cfg)
     held = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
     gold = label_ids(held.gold, list(cfg.data.labels))
     folders = artifacts.find_students(cfg)
@@ -115,14 +191,4 @@ def run(cfg: DictConfig) -> dict:
         entries[0]["agreement_with_teacher"] = 1.0
     speedups(entries, batch_sizes)
     table = render(entries, batch_sizes, len(held.texts), cfg.data.name)
-    out = artifacts.report_dir(cfg)
-    metrics = {"data": cfg.data.name, "n_heldout": len(held.texts), "labels": list(cfg.data.labels),
-               "batch_sizes": batch_sizes, "models": entries, "machine": machine()}
-    artifacts.write_json(out / "metrics.json", metrics)
-    (out / "metrics.md").write_text(table)
-    report, plots = write_report(out, metrics, table, plots=cfg.eval.plots)
-    print("\n" + table)
-    log.info("eval: %d held-out texts scored -> %s (report: %s)", len(held.texts), out / "metrics.json", report)
-    return {"eval_dir": str(out), "report": str(report), "plots": [str(p) for p in plots],
-            **{f"{e['role']}_accuracy": e["accuracy"] for e in entries if e.get("variant", "torch") == "torch"},
-            "models": entries}
+    return write_eval(cfg, entries, table, n_texts=len(held.texts), gold=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
@@ -10,6 +11,7 @@ from ..labelstore import read_labels, read_weights
 from ..runtime.device import is_main_process
 from ..students.folder import is_trained, trained_summary
 from ..students.trainers import train_student
+from ..students.trainset import holdout_rows
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +25,17 @@ def run(cfg: DictConfig) -> dict:
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": True,
                 **trained_summary(out_dir)}
     texts, probs = read_labels(labels_path, list(cfg.data.labels))
-    summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir,
-                            weights=read_weights(labels_path))
+    weights = read_weights(labels_path)
+    share = artifacts.holdout(cfg)
+    held = holdout_rows(len(texts), share, cfg.train.seed)
+    if len(held):  # no gold: these texts are for eval to score the student against the teacher
+        keep = np.setdiff1d(np.arange(len(texts)), held)
+        texts, probs = [texts[i] for i in keep], probs[keep]
+        weights = weights[keep] if weights is not None else None
+        log.info("train: %d of the %d labelled texts kept out of training, for eval to score the student against "
+                 "the teacher (no gold labels; train.holdout)", len(held), len(keep) + len(held))
+    summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir, weights=weights,
+                            holdout={"fraction": share, "seed": cfg.train.seed, "n_texts": len(held)})
     if not is_main_process():
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}
     artifacts.record_student(out_dir, labels_path, cfg)

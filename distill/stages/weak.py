@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
-from ..data import load_heldout, load_pool
+from ..data import has_gold, load_heldout, load_pool
 from ..errors import DistillError
 from ..evaluation.metrics import label_ids
 from ..labelling import label_split
@@ -51,13 +51,16 @@ def run(cfg: DictConfig) -> dict:
     labels, data_dir = list(cfg.data.labels), os.path.expanduser(cfg.paths.data)
     sources = build_sources(cfg)
     pool = collect(cfg, sources, "pool", load_pool(cfg.data, data_dir))
-    heldout = load_heldout(cfg.data, data_dir)  # gold stays aside until everything is fitted
-    held = collect(cfg, sources, "heldout", heldout.texts)
+    gold_data = has_gold(cfg.data)  # without gold: the combined pool labels, and what the sources say of each other
+    heldout = load_heldout(cfg.data, data_dir) if gold_data else None  # gold stays aside until all is fitted
+    held = collect(cfg, sources, "heldout", heldout.texts) if gold_data else None
 
     combiner = Combiner(weak, sources, labels).fit(pool)
     out_dir = artifacts.weak_dir(cfg)
     results = {}
     for name, split in (("pool", pool), ("heldout", held)):
+        if split is None:
+            continue
         predictions = combiner.predict(split)
         probs = predictions[weak.label_model]
         flags, weights = find_noise(weak, split, combiner.votes(split), probs)
@@ -68,7 +71,7 @@ def run(cfg: DictConfig) -> dict:
         results[name] = (predictions, probs, flags, weights, path)
 
     # Scoring only: held-out gold against every source and label model.
-    gold = label_ids(heldout.gold, labels)
+    gold = label_ids(heldout.gold, labels) if gold_data else None
     summary = summarise(cfg, sources, combiner, pool, held, results, gold)
     artifacts.write_json(out_dir / "summary.json", summary)
     (out_dir / "summary.md").write_text(render(summary))
@@ -87,28 +90,30 @@ def summarise(cfg, sources, combiner, pool, held, results, gold) -> dict:
     for r in pool_rows:
         r["learned_accuracy"] = learned[r["source"]]
         r["temperature"] = combiner.temperatures.get(r["source"])
-    held_rows = score_rows(held, sources, results["heldout"][0], gold, k)
+    held_rows = score_rows(held, sources, results["heldout"][0], gold, k) if gold is not None else []
     singles = [r for r in held_rows if r["kind"] != "label model"]
-    best = max(singles, key=lambda r: r["accuracy_all"])
+    best = max(singles, key=lambda r: r["accuracy_all"]) if singles else None
     model = combiner.models[weak.teacher_votes == "soft"]
     summary = {
         "data": cfg.data.name, "weak": weak.name, "labels": labels, "label_model": str(weak.label_model),
-        "teacher_votes": str(weak.teacher_votes), "n_pool": len(pool.texts), "n_heldout": len(held.texts),
+        "teacher_votes": str(weak.teacher_votes), "n_pool": len(pool.texts),
+        "n_heldout": len(held.texts) if held is not None else 0, "gold": gold is not None,
         "class_prior": dict(zip(labels, model.prior_.tolist())), "em_iterations": model.n_iter_,
         "sources": [{"name": s.name, "kind": s.kind, "pool_labels": pool.paths.get(s.name),
-                     "heldout_labels": held.paths.get(s.name),
+                     "heldout_labels": held.paths.get(s.name) if held is not None else None,
                      "teacher": OmegaConf.to_container(s.cfg.teacher, resolve=True) if s.is_teacher else None}
                     for s in sources],
         "pool_lfs": pool_rows, "heldout": held_rows,
-        "best_single_source": {"name": best["name"], "accuracy": best["accuracy_all"]},
+        "best_single_source": {"name": best["name"], "accuracy": best["accuracy_all"]} if best else None,
         "paths": {name: str(r[4]) for name, r in results.items()},
         "identity": artifacts.weak_identity(cfg),
-        "heldout_identity": artifacts.data_fingerprint(cfg.data, os.path.expanduser(cfg.paths.data))["heldout"],
+        "heldout_identity": artifacts.data_fingerprint(cfg.data, os.path.expanduser(cfg.paths.data))["heldout"]
+        if gold is not None else None,
     }
     flags_pool, weights_pool = results["pool"][2], results["pool"][3]
     if flags_pool is not None:
-        flags_held = results["heldout"][2]
-        wrong = results["heldout"][1].argmax(1) != gold
+        flags_held = results["heldout"][2] if gold is not None else None
+        wrong = results["heldout"][1].argmax(1) != gold if gold is not None else None
         summary["noise"] = {
             "mode": weak.noise, "features": list(weak.noise_features), "folds": weak.folds,
             "flagged": int(flags_pool.sum()), "mean_weight": float(weights_pool.mean()),

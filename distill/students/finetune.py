@@ -97,6 +97,10 @@ def encode(tokenizer, data: LabelledTexts, kind: str, max_length: int) -> list[d
     """Tokenized examples, unpadded: DataCollatorWithPadding pads each batch to its own longest text."""
     targets = make_targets(data.probs, kind)
     enc = tokenizer(list(data.texts), truncation=True, max_length=max_length)
+    cut = sum(len(ids) >= max_length for ids in enc["input_ids"])
+    if cut:
+        log.info("%d of %d texts are longer than student.max_length=%d tokens: the student sees their first %d "
+                 "(raise student.max_length to see more, at some speed)", cut, len(data), max_length, max_length)
     rows = [{**{key: enc[key][i] for key in enc.keys()}, "labels": targets[i]} for i in range(len(data))]
     if data.weights is not None:
         for row, w in zip(rows, data.weights.tolist()):

@@ -40,8 +40,10 @@ TRAINERS = {"transformers": finetune, "txtai": txtai_finetune}
 
 
 def train_student(texts: list[str], probs: np.ndarray, labels: list[str], student: StudentConfig,
-                  train: TrainConfig, out_dir: Path, weights: np.ndarray | None = None) -> dict:
-    """Train `student` on the teacher's probabilities; save a self-contained folder at out_dir."""
+                  train: TrainConfig, out_dir: Path, weights: np.ndarray | None = None,
+                  holdout: dict | None = None) -> dict:
+    """Train `student` on the teacher's probabilities; save a self-contained folder at out_dir. `holdout`
+    records which texts of the label file were kept out of training (for eval)."""
     out_dir = Path(out_dir)
     if train.targets not in TARGETS:
         raise DistillError(f"train.targets='{train.targets}' is not one of {', '.join(TARGETS)}")
@@ -69,7 +71,8 @@ def train_student(texts: list[str], probs: np.ndarray, labels: list[str], studen
     if not is_main_process():  # under torchrun / accelerate launch, rank 0 alone writes the folder
         return {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats}
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    summary = {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats}
+    summary = {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats,
+               **({"holdout": holdout} if holdout and holdout.get("n_texts") else {})}
     write_meta(out_dir, summary, np.asarray(probs, dtype=np.float32), labels, student, train)
     return summary
 

@@ -36,6 +36,22 @@ class LabelledTexts:
                              None if self.weights is None else self.weights[idx])
 
 
+HOLDOUT_MAX = 2000  # texts a gold-free evaluation needs at most (a 95% interval of about +-2 points)
+
+
+def holdout_rows(n: int, fraction: float, seed: int) -> np.ndarray:
+    """The rows of an n-text label file kept out of training for evaluation against the teacher (seeded,
+    sorted; at most HOLDOUT_MAX). Train leaves them out, eval scores them: both call this."""
+    if not fraction:
+        return np.arange(0)
+    if not 0 < fraction < 1:
+        raise DistillError(f"train.holdout must be in [0, 1) (or null), got {fraction}")
+    size = min(HOLDOUT_MAX, max(1, int(round(fraction * n))))
+    if size >= n:
+        raise DistillError(f"train.holdout={fraction} of {n} texts leaves none to train on; set train.holdout=0")
+    return np.sort(np.random.default_rng([seed, 11]).choice(n, size=size, replace=False))
+
+
 def check_inputs(texts, probs, labels) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float32)
     if len(texts) == 0:

@@ -25,6 +25,10 @@ def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
     labels = list(labels)
     if not labels:
         raise DistillError("the teacher needs at least one label name: set data.labels")
+    if len(labels) == 1 and not cfg.multi_label:
+        raise DistillError(f"data.labels is {labels}: a classifier chooses between at least two labels (with one, "
+                           f"every text gets it with probability 1.0). For a yes/no question give both, e.g. "
+                           f"[{labels[0]}, not {labels[0]}], or score the label on its own with teacher.multi_label=true")
     if len(set(labels)) != len(labels):
         raise DistillError(f"data.labels repeats a name: {labels}")
     if cfg.kind not in TEACHERS:

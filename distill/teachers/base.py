@@ -24,7 +24,7 @@ class Teacher(ABC):
     # Settings that change the labels only when given explicitly: their default (`auto`) is the machine's own
     # choice, kept out of the key so a labelling keeps its key from one machine to the next.
     EXPLICIT_KEYS: tuple[str, ...] = ()
-    SPEED_KEYS = ("name", "batch_size", "max_tokens", "device")  # how fast, never what
+    SPEED_KEYS = ("name", "batch_size", "max_tokens", "device", "hub_id")  # how fast or how named, never what
 
     @classmethod
     def extra_identity(cls, settings: dict) -> dict:

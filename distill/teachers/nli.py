@@ -67,6 +67,7 @@ class NLITeacher(Teacher):
         label2id = dict(self.config.label2id)
         self.entailment_id = entailment_id(label2id, cfg.model)
         self.contradiction_id = contradiction_id(label2id, self.entailment_id, cfg.model) if self.multi_label else None
+        self.truncated = 0  # texts longer than the model reads, whose end was cut (counted for the label meta)
         self.max_length = self._pair_max_length(cfg.max_length)
         self.input_names = list(self.tokenizer.model_input_names)
         log.info("teacher %s: %s (%d-way NLI, entailment=%d) on %s in %s%s", self.name, cfg.model,
@@ -80,7 +81,9 @@ class NLITeacher(Teacher):
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         batch_size = batch_size or self.batch_size
-        logits = self._pair_logits(self.encode(texts), batch_size, progress)
+        features = self.encode(texts)
+        self.truncated += count_truncated(features["input_ids"], len(self.hypotheses), self.max_length)
+        logits = self._pair_logits(features, batch_size, progress)
         logits = logits.reshape(len(texts), len(self.hypotheses), -1)
         probs = self._scores(logits)
         return self._recheck(texts, logits, probs, batch_size, progress)
@@ -298,6 +301,12 @@ def hypotheses_for(cfg: TeacherConfig, labels: list[str]) -> tuple[list[str], li
         templates = list(cfg.templates) if cfg.templates else [cfg.template]
         pairs = [(h, k) for template in templates for k, h in enumerate(make_hypotheses(template, labels))]
     return [h for h, _ in pairs], [k for _, k in pairs]
+
+
+def count_truncated(input_ids: list, pairs_per_text: int, max_length: int) -> int:
+    """Texts whose (text, hypothesis) pairs, text-major, reached the length limit: their end was cut."""
+    lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
+    return int((lengths.reshape(-1, pairs_per_text).max(axis=1) >= max_length).sum())
 
 
 def batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int | None):

@@ -48,7 +48,7 @@ class ONNXNLITeacher(NLITeacher):
             raise DistillError(
                 f"teacher.model: {folder} has no config.json; an ONNX teacher reads the output names "
                 f"(label2id) from it. Copy the config.json of the same model's transformers folder next to "
-                f"{model_file.name} (for ../shared/bin/fetch-models: deberta-v3-nli/config.json, a folder "
+                f"{model_file.name} (for the local deberta-v3-nli-onnx copy: deberta-v3-nli/config.json, a folder "
                 f"that also holds the same model.onnx and can be used as teacher.model as it is)")
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -39,12 +39,18 @@ def _teacher(cfg, labels: list[str]) -> Teacher:
     return _TEACHER
 
 
-def _predict(cfg, labels: list[str], texts: list[str], batch_size: int | None) -> tuple[np.ndarray, int]:
-    """(probabilities, how many of the texts the worker's teacher scored again in float32)."""
+def _predict(cfg, labels: list[str], texts: list[str], batch_size: int | None) -> tuple[np.ndarray, int, int]:
+    """(probabilities, how many of the texts the worker's teacher scored again in float32, how many it cut)."""
     teacher = _teacher(cfg, labels)
-    before = getattr(teacher, "rechecked", 0)
+    before, cut = getattr(teacher, "rechecked", 0), truncated(teacher)
     probs = teacher.predict_proba(texts, batch_size)
-    return probs, getattr(teacher, "rechecked", 0) - before
+    return probs, getattr(teacher, "rechecked", 0) - before, truncated(teacher) - cut
+
+
+def truncated(teacher) -> int:
+    """Texts a teacher has cut to the length its model reads (0 where it does not count them)."""
+    encoder = getattr(teacher, "encoder", None)
+    return int(getattr(teacher, "truncated", None) or getattr(encoder, "truncated", 0) or 0)
 
 
 def _describe(cfg, labels: list[str]) -> dict:
@@ -68,6 +74,7 @@ class ProcessPoolTeacher(Teacher):
         self._pool: ProcessPoolExecutor | None = None
         self._description: dict | None = None
         self.rechecked = 0  # texts the workers' teachers scored again in float32 (NLITeacher.recheck_margin)
+        self.truncated = 0  # texts the workers' teachers cut to the length their model reads
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -94,9 +101,10 @@ class ProcessPoolTeacher(Teacher):
         pool = self._executor()
         results = self._gather([pool.submit(_predict, self.cfg, self.labels, [texts[i] for i in rows], batch_size)
                                 for rows in parts])
-        for rows, (probs, rechecked) in zip(parts, results):
+        for rows, (probs, rechecked, cut) in zip(parts, results):
             out[rows] = probs
             self.rechecked += rechecked
+            self.truncated += cut
         return out
 
     def describe(self) -> dict:

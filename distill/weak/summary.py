@@ -40,12 +40,13 @@ def combine_ids(ids: np.ndarray, n_labels: int) -> np.ndarray:
 def render(summary: dict) -> str:
     """summary.md: held-out scores of every source and label model, then the pool LF summary."""
     data, n_pool, n_held = summary["data"], summary["n_pool"], summary["n_heldout"]
-    out = [f"### Weak supervision on {data}: label model fitted on {n_pool} pool texts (no gold), "
-           f"scored on {n_held} held-out texts\n"]
-    rows = [[r["name"], r["kind"], r["coverage"], r["accuracy"], r["macro_f1"], r.get("accuracy_all")]
-            for r in summary["heldout"]]
-    out.append(markdown_table(["source / label model", "kind", "coverage", "accuracy (where it votes)",
-                               "macro-F1 (where it votes)", "accuracy (abstain = wrong)"], rows))
+    scored = f"scored on {n_held} held-out texts" if summary.get("gold", True) else "no gold labels to score it"
+    out = [f"### Weak supervision on {data}: label model fitted on {n_pool} pool texts (no gold), {scored}\n"]
+    if summary["heldout"]:
+        rows = [[r["name"], r["kind"], r["coverage"], r["accuracy"], r["macro_f1"], r.get("accuracy_all")]
+                for r in summary["heldout"]]
+        out.append(markdown_table(["source / label model", "kind", "coverage", "accuracy (where it votes)",
+                                   "macro-F1 (where it votes)", "accuracy (abstain = wrong)"], rows))
     best = summary.get("best_single_source")
     if best:
         out.append(f"\nBest single source: {best['name']} ({best['accuracy']:.4f}); "

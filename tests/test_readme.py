@@ -1,0 +1,76 @@
+"""The README's own-file example, run as written (the `distill` of each command is this Python's
+`-m distill`), on tiny models laid out where DISTILL_MODELS points: it cannot rot."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_own_data import write_reviews
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+@pytest.fixture
+def user_folder(tmp_path, tiny_nli_2way, tiny_encoder):
+    """A folder with the README's files, and an environment whose default models are the tiny ones."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "deberta-v3-nli").symlink_to(tiny_nli_2way, target_is_directory=True)
+    (models / "all-MiniLM-L6-v2").symlink_to(tiny_encoder, target_is_directory=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    write_reviews(work / "reviews.csv", n=48)
+    write_reviews(work / "new_reviews.csv", n=6)
+    env = {**os.environ, "DISTILL_MODELS": str(models), "DISTILL_SHARED": str(tmp_path / "no-shared")}
+    return work, env
+
+
+def test_the_readme_own_file_commands_run_as_written(user_folder):
+    work, env = user_folder
+    [commands] = blocks(section("Your own data"), "bash")
+    lines = [line.split("#")[0].strip() for line in commands.splitlines() if line.strip().startswith("distill")]
+    assert len(lines) == 3, commands
+    for line in lines:
+        args = shlex.split(line)[1:]
+        done = subprocess.run([sys.executable, "-m", "distill", *args], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+    assert (work / "distill.yaml").is_file()
+    assert "report: " in done.stdout or list((work / "outputs" / "eval").rglob("report.md"))
+    assert (work / "outputs" / "predictions" / "new_reviews.predictions.csv").is_file()
+
+
+def test_the_readme_python_example_runs_as_written(user_folder):
+    work, env = user_folder
+    [code] = blocks(section("Your own data"), "python")
+    done = subprocess.run([sys.executable, "-c", code + "\nprint(student.predict(['I loved every minute']))"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] in ("['positive']", "['negative']")
+
+
+def test_the_readme_preset_of_ones_own_composes(user_folder):
+    work, env = user_folder
+    [preset] = blocks(section("Your own data"), "yaml")
+    (work / "conf" / "data").mkdir(parents=True)
+    (work / "conf" / "data" / "reviews.yaml").write_text(preset)
+    done = subprocess.run([sys.executable, "-m", "distill", "--config-dir", "conf", "data=reviews", "--cfg", "job"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "name: reviews" in done.stdout or "name: ${stem:${data.pool.path}}" in done.stdout
