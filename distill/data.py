@@ -120,7 +120,8 @@ def _source_file(source: SourceConfig, role: str, data_dir: str | Path, must_exi
         if path.is_dir():
             raise DistillError(f"data.{role}.path: {path} is a folder but not a saved `datasets` dataset "
                                f"(Dataset.save_to_disk writes one); name a file instead")
-        raise DistillError(_not_found(f"data.{role}.path", source.path, data_dir))
+        hint = "; to label a file of your own: distill init FILE --labels a,b" if role == "pool" else ""
+        raise DistillError(_not_found(f"data.{role}.path", source.path, data_dir) + hint)
     return path
 
 

@@ -67,18 +67,6 @@ def to_frame(texts: Sequence[str], probs: np.ndarray, labels: Sequence[str], sta
     return frame
 
 
-def classifier_teacher_of(labels_path) -> dict | None:
-    """The settings of the trained classifier (teacher.kind=classifier: a teacher assistant) that wrote a
-    label file, from the meta.json beside it; None when a zero-shot teacher or stage=weak wrote it, or the
-    meta.json is missing or unreadable."""
-    meta = Path(labels_path).parent / "meta.json" if labels_path else None
-    try:
-        teacher = json.loads(meta.read_text()).get("teacher") or {} if meta is not None else {}
-    except (OSError, ValueError):
-        return None
-    return teacher if teacher.get("kind") == "classifier" else None
-
-
 def read_labels(path: Path, labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Texts and the [N, K] probability matrix of a label file, checked against the expected labels."""
     if not path.exists():

@@ -181,13 +181,14 @@ def write_frames(frames: Iterable[pd.DataFrame], output_path: Path, fmt: str, la
 def predict_file(input_path: Path, output_path: Path, predict_proba: PredictProba, labels: Sequence[str],
                  text_columns: Sequence[str], separator: str = ". ", batch_size: int = 64,
                  threshold: Optional[float] = None, positive_label: Optional[str] = None,
-                 desc: str = "predict") -> dict:
+                 desc: str = "predict", encoding: str = "utf-8") -> dict:
     """Write `output_path` (format from its extension) with the input's rows and the predictions."""
     input_path, output_path = Path(input_path), Path(output_path)
     fmt_in, fmt_out = check_paths(input_path, output_path)
     check_labels(labels, positive_label)
     frames = (predict_frame(chunk, predict_proba, labels, text_columns, separator, batch_size, threshold,
-                            positive_label, input_path) for chunk in read_frames(input_path, fmt_in, CHUNK_ROWS))
+                            positive_label, input_path)
+              for chunk in read_frames(input_path, fmt_in, CHUNK_ROWS, encoding=encoding))
     with tqdm(total=count_rows(input_path, fmt_in), desc=desc, unit="row") as bar:
         tally = write_frames(frames, output_path, fmt_out, labels, bar)
     return tally.result(input_path, output_path, threshold)

@@ -31,7 +31,7 @@ from distill.evaluation.metrics import label_ids, markdown_table, score
 from distill.evaluation.timing import machine, throughput, write_bench
 from distill.stages import run_stage
 from distill.students.load import load_classifier
-from distill.students.onnx import ONNXClassifier, export
+from distill.students.onnx import ONNXClassifier, export, quiet_root_logger
 
 DATASETS = "sst2,ag_news,sms_spam,tweeteval_emotion"
 SCHEMES = {  # name -> quantize_dynamic settings
@@ -54,8 +54,9 @@ def student_for(data: str, overrides: list[str]):
 def quantized(fp32: Path, out: Path, weight_type: str, reduce_range: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(out), weight_type=getattr(QuantType, weight_type), per_channel=True,
-                     reduce_range=reduce_range)
+    with quiet_root_logger():
+        quantize_dynamic(str(fp32), str(out), weight_type=getattr(QuantType, weight_type), per_channel=True,
+                         reduce_range=reduce_range)
     return out
 
 

@@ -1,7 +1,7 @@
 """Shared fixtures: tiny random models built at test time (hidden size 32, 2 layers), saved once per session.
 
-The tokenizers get a real word-level vocabulary through `vocab=` (transformers 5 ignores `vocab_file=`,
-see docs/STYLE.md), and a fixture asserts ordinary words are not [UNK].
+The tokenizers get a real word-level vocabulary through `vocab=` (transformers 5 ignores `vocab_file=` and
+keeps only the special tokens), and a fixture asserts ordinary words are not [UNK].
 """
 from __future__ import annotations
 
@@ -100,6 +100,16 @@ def tiny_nli_3way(tmp_path_factory) -> Path:
 def tiny_encoder(tmp_path_factory) -> Path:
     """A plain encoder checkpoint to fine-tune as a student (its head is replaced)."""
     return build_tiny_bert(tmp_path_factory.mktemp("encoder"), {0: "LABEL_0", 1: "LABEL_1"}, seed=3)
+
+
+@pytest.fixture
+def default_models(tmp_path, tiny_nli_2way, tiny_encoder) -> Path:
+    """A folder laid out as DISTILL_MODELS is, the default presets' models in it being the tiny ones."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "deberta-v3-nli").symlink_to(tiny_nli_2way, target_is_directory=True)
+    (models / "all-MiniLM-L6-v2").symlink_to(tiny_encoder, target_is_directory=True)
+    return models
 
 
 def require_shared(*parts: str) -> Path:

@@ -146,16 +146,18 @@ def test_real_nli_teacher_on_sst2():
     import pandas as pd
 
     model = require_model("deberta-v3-nli")
-    frame = pd.read_csv(require_shared("data", "sst2", "dev.tsv"), sep="\t", quoting=csv.QUOTE_NONE).head(100)
+    frame = pd.read_csv(require_shared("data", "sst2", "dev.tsv"), sep="\t", quoting=csv.QUOTE_NONE).head(300)
     cfg = TeacherConfig(name="deberta-v3-nli", model=str(model), template="This example is {}.")
     teacher = NLITeacher(cfg, ["negative", "positive"])
     start = time.perf_counter()
     probs = teacher.predict_proba(frame["sentence"].tolist(), progress=True)
     seconds = time.perf_counter() - start
     accuracy = float((probs.argmax(1) == frame["label"].to_numpy()).mean())
-    print(f"\ndeberta-v3-nli on 100 SST-2 dev sentences: accuracy {accuracy:.2f}, "
-          f"{len(frame) / seconds:.1f} texts/s ({teacher.describe()['device']})")
-    assert accuracy >= 0.80
+    print(f"\ndeberta-v3-nli on 300 SST-2 dev sentences: accuracy {accuracy:.3f}, "
+          f"{len(frame) / seconds:.1f} texts/s ({teacher.describe()['device']}, {teacher.describe()['dtype']})")
+    # Measured 0.810 (float32, AVX2 without AVX-512, 2026-12-03); bf16 on AVX512-BF16 CPUs moves a few near
+    # ties (0.8245 on all 872 in both precisions). The floor is 12 texts of the 300 below: no one text decides.
+    assert accuracy >= 0.77
 
 
 def test_prompt_ensemble_averages_entailment_logits(tiny_nli_3way):

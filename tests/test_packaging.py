@@ -70,13 +70,10 @@ def test_the_installed_wheel_composes_and_labels_from_another_directory(installe
 
 
 @pytest.fixture
-def user(installed, tmp_path, tiny_nli_2way, tiny_encoder) -> tuple[Path, dict]:
+def user(installed, tmp_path, default_models) -> tuple[Path, dict]:
     """An empty folder outside the checkout holding a CSV of reviews (no gold column), and the installed
     wheel's environment with the default models laid out (tiny) where DISTILL_MODELS points."""
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "deberta-v3-nli").symlink_to(tiny_nli_2way, target_is_directory=True)
-    (models / "all-MiniLM-L6-v2").symlink_to(tiny_encoder, target_is_directory=True)
+    models = default_models
     work = tmp_path / "project"
     work.mkdir()
     write_reviews(work / "reviews.csv", n=48)

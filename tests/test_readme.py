@@ -27,12 +27,9 @@ def blocks(text: str, language: str) -> list[str]:
 
 
 @pytest.fixture
-def user_folder(tmp_path, tiny_nli_2way, tiny_encoder):
+def user_folder(tmp_path, default_models):
     """A folder with the README's files, and an environment whose default models are the tiny ones."""
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "deberta-v3-nli").symlink_to(tiny_nli_2way, target_is_directory=True)
-    (models / "all-MiniLM-L6-v2").symlink_to(tiny_encoder, target_is_directory=True)
+    models = default_models
     work = tmp_path / "work"
     work.mkdir()
     write_reviews(work / "reviews.csv", n=48)

@@ -92,7 +92,9 @@ def unseen(folder: Path, labels: list[str]) -> tuple[Path, np.ndarray]:
                            f"score it on without gold labels: train it again (train.holdout=0.1 keeps a tenth out; "
                            f"it is the default when the data has no gold labels), or name gold labels "
                            f"(data.label_column)")
-    n = len(read_labels(artifacts.expand(labels_path), labels)[0])
+    import pyarrow.parquet as pq
+
+    n = pq.ParquetFile(artifacts.expand(labels_path)).metadata.num_rows
     return artifacts.expand(labels_path), holdout_rows(n, record["fraction"], record["seed"])
 
 
@@ -101,6 +103,8 @@ def run_without_gold(cfg: DictConfig) -> dict:
     holdout of the labelled pool), the teacher's confidence and label shares over the pool, and speed."""
     labels = list(cfg.data.labels)
     folders = artifacts.find_students(cfg)
+    log.info("eval: no gold labels; scoring %s against the teacher's labels (%s)",
+             ", ".join(str(f) for f in folders), artifacts.trained_labels(cfg))
     batch_sizes, entries = list(cfg.eval.batch_sizes), []
     pool_texts, pool_probs = read_labels(artifacts.trained_labels(cfg), labels)
     first_path, first_rows = unseen(folders[0], labels)

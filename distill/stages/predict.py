@@ -81,7 +81,7 @@ def run(cfg: DictConfig) -> dict:
     else:
         result = predict_file(input_path, out, predict_proba, labels, columns, cfg.data.text_separator,
                               cfg.predict.batch_size, cfg.predict.threshold, cfg.predict.positive_label,
-                              desc=f"predict {name}")
+                              desc=f"predict {name}", encoding=cfg.data.encoding)
     log.info("predict: %d rows (%d without text, kept and marked) -> %s", result["n_rows"],
              result["n_missing_text"], out)
     return {**result, "model": name}

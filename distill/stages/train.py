@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     labels_path = artifacts.find_labels(cfg)
     out_dir = artifacts.student_dir(cfg)
+    log.info("train: student %s learns from the labels in %s", cfg.student.name, labels_path)
     if is_trained(out_dir) and not cfg.train.overwrite:
         log.info("train: this student was already trained with these labels and settings (cache hit; "
                  "train.overwrite=true retrains) -> %s", out_dir)

@@ -55,7 +55,7 @@ class DistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        # the model must never see float labels: it would switch itself to multi-label BCE (docs/STYLE.md)
+        # the model must never see float labels: transformers would switch it to multi-label BCE (loss ln 2, not ln K)
         labels = inputs.pop("labels")
         weights = inputs.pop("weights", None)
         outputs = model(**inputs)

@@ -23,6 +23,7 @@ that exports it, so a student folder moved to a CPU of the other kind gets its i
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -159,8 +160,21 @@ def _quantize(fp32: Path, out: Path, reduce_range: bool) -> None:
 
     tmp = out.with_name(out.stem + ".tmp.onnx")
     log.info("quantizing %s to dynamic int8 (%s-bit weights) -> %s", fp32, 7 if reduce_range else 8, out)
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
+    with quiet_root_logger():  # the quantizer logs a line a tensor on the root logger
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=reduce_range)
     os.replace(tmp, out)
+
+
+@contextlib.contextmanager
+def quiet_root_logger(level: int = logging.WARNING):
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(max(before, level))
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def check_export(path: Path, folder: Path, model, tokenizer, atol: float = 1e-3) -> None:
