@@ -26,7 +26,9 @@ def _main(cfg: DictConfig) -> object:
     from .stages import run_stage, stage_name
 
     try:
-        settle(cfg)
+        from hydra.core.hydra_config import HydraConfig
+
+        settle(cfg, list(HydraConfig.get().overrides.task))
         # result.json in the job folder (a sweep's summary reads it); the objective's value when one is set
         return finish_job(cfg, stage_name(cfg), run_stage(cfg))
     except DistillError as e:

@@ -197,6 +197,8 @@ def find_student(cfg: DictConfig, key: str = "eval.student_path") -> Path:
 def find_students(cfg: DictConfig) -> list[Path]:
     """`eval.students`: this config's student, or all trained on the labels this config's label (or weak)
     stage wrote: every student of one labelling, whatever its model or training settings."""
+    if cfg.get("recipe") is not None and cfg.eval.students == EvalStudents.this and not cfg.eval.student_path:
+        return recipe_students(cfg)  # every student the recipe made: its intermediate models too
     if cfg.eval.students == EvalStudents.this or cfg.eval.student_path:
         return [find_student(cfg)]
     root = outputs_root(cfg) / "students" / cfg.data.name
@@ -331,3 +333,46 @@ def prune_labels(cfg: DictConfig) -> Path:
 def _json_default(value):
     """numpy scalars as numbers, enums as their value, anything else (paths) as its string."""
     return value.item() if hasattr(value, "item") else getattr(value, "value", str(value))
+
+
+# --- recipes: a chain of stages that makes a student ------------------------------------------------------
+
+STEP_PRODUCT = {"train": "student_dir", "prune": "pruned_dir", "label": "labels_file"}
+
+
+def recipe_steps(cfg: DictConfig):
+    """(step, its config, what it makes) for each step of cfg.recipe, in order. A step's config is the run's
+    own (the overrides it was composed from, `command`) with the step's overrides on top, in which
+    `{<step>}` stands for what that earlier step made. Paths are content keys, so this gives the same
+    answer before a step runs (to run it) and after (to find what it made); iterate it in step with the
+    running, since a later step's key can depend on what an earlier one wrote."""
+    import re
+
+    from .config import load_config
+
+    if cfg.get("recipe") is None:
+        raise DistillError("no recipe is set: e.g. recipe=best (the presets are in distill/conf/recipe/)")
+    made: dict[str, str] = {}
+    for step in cfg.recipe.steps:
+        def fill(text: str, step=step) -> str:
+            def name(m):
+                if m.group(1) not in made:
+                    raise DistillError(f"recipe {cfg.recipe.name}, step {step.name}: {{{m.group(1)}}} names no "
+                                       f"earlier step (earlier: {', '.join(made) or 'none'})")
+                return made[m.group(1)]
+            return re.sub(r"(?<!\$)\{([\w-]+)\}", name, text)
+
+        step_cfg = load_config(list(cfg.command) + [fill(o) for o in step.overrides])
+        product = globals()[STEP_PRODUCT[str(step.stage)]](step_cfg)
+        made[step.name] = str(product)
+        yield step, step_cfg, product
+
+
+def recipe_students(cfg: DictConfig) -> list[Path]:
+    """The students a recipe's steps made (train and prune steps), in order; each must be there."""
+    found = [path for step, _, path in recipe_steps(cfg) if str(step.stage) in ("train", "prune")]
+    missing = [p for p in found if not is_trained(p)]
+    if missing:
+        raise DistillError(f"recipe {cfg.recipe.name} has not made {missing[0]} yet: run `distill stage=recipe` "
+                           f"(or stage=all) with the same overrides first")
+    return found

@@ -18,11 +18,12 @@ from .errors import DistillError
 from .overrides import groups
 
 STAGES = {
-    "all": "label -> train -> eval in a row (the default)",
+    "all": "label -> train (or the recipe's steps) -> eval in a row (the default)",
     "label": "the teacher labels every text of the pool, keeping each label's probability",
     "train": "a small student learns from the teacher's labels",
     "eval": "teacher and students side by side: quality (with or without gold), speed, size; report.md",
     "predict": "label a new file (input=FILE) with the student (or the teacher)",
+    "recipe": "the steps of a recipe (recipe=fast|balanced|best): the chain of stages that makes a student",
     "prune": "a narrower, faster copy of a trained student (prune.ffn_size=N, prune.drop_layers=K)",
     "weak": "several teachers and keyword/regex rules combined by a label model",
     "publish": "the student as a Hugging Face Hub model repo (hub.repo_id=ORG/NAME)",

@@ -57,6 +57,7 @@ def choices(name: str, *values: str) -> type[Choice]:
 
 
 class Stage(Choice):
+    recipe = "recipe"
     label = "label"
     train = "train"
     eval = "eval"
@@ -332,6 +333,30 @@ class PruneConfig:
     labels_path: Optional[str] = None
 
 
+RecipeStage = choices("RecipeStage", "train", "label", "prune")
+
+
+@dataclass
+class RecipeStep:
+    """One step of a recipe: a stage run on the run's own config with these overrides."""
+
+    name: str = MISSING
+    stage: RecipeStage = MISSING
+    # Hydra overrides for this step, e.g. [student=deberta-nli, train.epochs=6]; `{<step>}` is what that earlier
+    # step made: a student folder (train, prune) or a label file (label)
+    overrides: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RecipeConfig:
+    """A chain of steps that makes a student (conf/recipe/): stage=all runs it after labelling, each step
+    cached like the stage it is, and eval compares the teacher with every student the steps made."""
+
+    name: str = MISSING
+    description: str = ""
+    steps: List[RecipeStep] = field(default_factory=list)
+
+
 @dataclass
 class Config:
     stage: Stage = Stage.all
@@ -348,6 +373,9 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     weak: Optional[WeakConfig] = None  # weak=<preset>: train/eval use stage=weak's combined labels
+    recipe: Optional[RecipeConfig] = None  # recipe=fast|balanced|best (conf/recipe/): the steps that make the student
+    # the overrides this config was composed from (filled in when composed): a recipe's steps compose theirs on top
+    command: List[str] = field(default_factory=list)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     # A number in the result that a sweeper optimises, e.g. eval.student_accuracy (see distill/sweep.py);
     # when set, the command returns it (hparams_search=optuna sets it).
@@ -399,14 +427,21 @@ def register_configs() -> None:
 def load_config(overrides: Optional[List[str]] = None) -> DictConfig:
     """Compose `conf/config.yaml` with Hydra overrides, outside of `@hydra.main`."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    overrides = list(overrides or [])
+    if GlobalHydra.instance().is_initialized():  # inside `python -m distill`: its search path (--config-dir too)
+        return settle(compose(config_name="config", overrides=overrides), overrides)
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return settle(compose(config_name="config", overrides=list(overrides or [])))
+        return settle(compose(config_name="config", overrides=overrides), overrides)
 
 
-def settle(cfg: DictConfig) -> DictConfig:
-    """What composition leaves to work out: data.labels from data.labels_from (one label name a line)."""
+def settle(cfg: DictConfig, overrides: Optional[List[str]] = None) -> DictConfig:
+    """What composition leaves to work out: the overrides it was composed from (`command`), and
+    data.labels from data.labels_from (one label name a line)."""
+    if overrides is not None and "command" in cfg:
+        cfg.command = [o for o in overrides if not o.startswith(("stage=", "command="))]
     data = cfg.get("data")
     if data is None or not data.get("labels_from"):
         return cfg

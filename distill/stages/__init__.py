@@ -5,6 +5,7 @@ training or publishing code (nor their libraries)."""
 from __future__ import annotations
 
 import importlib
+import logging
 
 from omegaconf import DictConfig
 
@@ -12,6 +13,7 @@ from .. import tracking
 from ..errors import DistillError
 from ..runtime.device import world_size
 
+log = logging.getLogger(__name__)
 # stage name -> the module under distill/stages/ whose run(cfg) it is
 MODULES = {"label": "label", "train": "train", "eval": "evaluate", "publish": "publish", "predict": "predict",
            "prune": "prune", "weak": "weak"}
@@ -23,10 +25,27 @@ def stage_run(name: str):
 
 
 def run_all(cfg: DictConfig) -> dict:
-    """label -> train -> eval in a row; each step reuses what an earlier run already computed."""
-    if cfg.get("weak") is not None:  # several sources and a label model instead of one teacher
-        return {"weak": _step("weak", cfg), "train": _step("train", cfg), "eval": _step("eval", cfg)}
-    return {"label": _step("label", cfg), "train": _step("train", cfg), "eval": _step("eval", cfg)}
+    """label -> train (or the recipe's steps) -> eval in a row; each step reuses what an earlier run
+    already computed."""
+    first = "weak" if cfg.get("weak") is not None else "label"  # weak: several sources and a label model
+    result = {first: _step(first, cfg)}
+    if cfg.get("recipe") is not None:
+        result["recipe"] = run_recipe(cfg)
+    else:
+        result["train"] = _step("train", cfg)
+    return {**result, "eval": _step("eval", cfg)}
+
+
+def run_recipe(cfg: DictConfig) -> dict:
+    """The steps of cfg.recipe in order (artifacts.recipe_steps), each a stage run, cached like one: a rerun
+    redoes only the steps that had not finished."""
+    from .. import artifacts
+
+    results = {}
+    for step, step_cfg, _ in artifacts.recipe_steps(cfg):
+        log.info("recipe %s: step %s (stage=%s)", cfg.recipe.name, step.name, step.stage)
+        results[step.name] = _step(str(step.stage), step_cfg)
+    return results
 
 
 def _step(name: str, cfg: DictConfig) -> dict:
@@ -44,4 +63,6 @@ def run_stage(cfg: DictConfig) -> dict:
         raise DistillError(f"stage={name} under torchrun / accelerate launch: only stage=train runs in several "
                            f"processes (the Trainer's DDP); run stage={name} as a plain command")
     with tracking.tracked(cfg, name):  # one W&B run per command with logger=wandb
+        if name == "recipe":
+            return run_recipe(cfg)
         return run_all(cfg) if name == "all" else _step(name, cfg)

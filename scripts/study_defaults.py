@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""Which defaults hold on data nobody tuned them for: candidate recipes scored on every shared data set, each
+chosen by leave-one-data-set-out.
+
+For each data set and candidate (a recipe preset, or `default`: plain stage=all) it runs stage=all (labels,
+students and evals are cached, so a rerun or a new candidate only computes what is missing) and records
+the teacher's and the student's accuracy on the held-out gold, the student's int8 ONNX accuracy and
+speed-up over the teacher at batch 32, and the training time. Gold is used only to score, never in a run.
+Then, for each data set, the candidate with the best mean (student - teacher) on the OTHER data sets is
+"chosen", and its result on the left-out set is what a user of that choice would have got.
+
+Writes outputs/bench/defaults.json and defaults.md.
+
+    python scripts/study_defaults.py                                  # every candidate, every data set
+    python scripts/study_defaults.py --datasets sst2,ag_news --candidates default,fast
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from distill.config import CONF_DIR, load_config
+from distill.evaluation.metrics import markdown_table
+from distill.evaluation.timing import machine, write_bench
+from distill.stages import run_stage
+
+DATASETS = "sst2,ag_news,sms_spam,tweeteval_emotion"
+CANDIDATES = "default,fast,balanced"
+
+
+def run(data: str, candidate: str, extra: list[str]) -> dict:
+    preset = f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
+    overrides = [preset, *([] if candidate == "default" else [f"recipe={candidate}"]), *extra]
+    cfg = load_config(overrides)
+    cfg.stage = "all"
+    start = time.perf_counter()
+    result = run_stage(cfg)
+    seconds = time.perf_counter() - start
+    models = result["eval"]["models"]
+    teacher = next(m for m in models if m["role"] == "teacher")
+    final = [m for m in models if m["role"] == "student" and m.get("variant") == "torch"][-1]
+    shipped = next((m for m in models if m["name"] == f"{final['name']} onnx-int8"), final)
+    return {"data": data, "candidate": candidate, "overrides": overrides, "teacher": teacher["accuracy"],
+            "student": final["name"], "accuracy": final["accuracy"], "int8_accuracy": shipped["accuracy"],
+            "gain": final["accuracy"] - teacher["accuracy"],
+            "int8_speedup_32": (shipped.get("speedup_vs_teacher") or {}).get("32"), "seconds": round(seconds, 1)}
+
+
+def leave_one_out(rows: list[dict]) -> list[dict]:
+    """For each data set: the candidate with the best mean gain on the others, and its result on this one."""
+    datasets = sorted({r["data"] for r in rows})
+    out = []
+    for held in datasets:
+        others = {}
+        for r in rows:
+            if r["data"] != held:
+                others.setdefault(r["candidate"], []).append(r["gain"])
+        if not others:
+            continue
+        chosen = max(others, key=lambda c: sum(others[c]) / len(others[c]))
+        result = next((r for r in rows if r["data"] == held and r["candidate"] == chosen), None)
+        if result:
+            out.append({"left_out": held, "chosen": chosen, **{k: result[k] for k in
+                                                               ("teacher", "accuracy", "gain", "int8_speedup_32")}})
+    return out
+
+
+def render(rows: list[dict], chosen: list[dict], meta: dict) -> str:
+    table = markdown_table(["data", "candidate", "teacher", "student", "accuracy", "int8 accuracy", "vs teacher",
+                            "int8 speed-up @32", "seconds"],
+                           [[r["data"], r["candidate"], r["teacher"], r["student"], r["accuracy"], r["int8_accuracy"],
+                             f"{100 * r['gain']:+.1f} pt", r["int8_speedup_32"], r["seconds"]] for r in rows])
+    loo = markdown_table(["left out", "chosen on the others", "teacher", "student", "vs teacher", "int8 speed-up @32"],
+                         [[c["left_out"], c["chosen"], c["teacher"], c["accuracy"], f"{100 * c['gain']:+.1f} pt",
+                           c["int8_speedup_32"]] for c in chosen])
+    m = meta["machine"]
+    return (f"{table}\n\nChosen by leave-one-data-set-out (the best mean gain over the teacher on the other sets):"
+            f"\n\n{loo}\n\nOn {m['cpu_summary']}, {m['cores']} cores, {meta['date']}.\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=DATASETS)
+    parser.add_argument("--candidates", default=CANDIDATES, help="`default` and/or recipe presets")
+    parser.add_argument("--out", default="outputs/bench/defaults.json")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    meta = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "overrides": args.overrides}
+    rows, out = [], Path(args.out)
+    for data in args.datasets.split(","):
+        for candidate in args.candidates.split(","):
+            rows.append(run(data, candidate, args.overrides))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"_meta": meta, "rows": rows}, indent=2) + "\n")  # partial results survive
+    chosen = leave_one_out(rows)
+    write_bench(out, {"_meta": meta, "rows": rows, "leave_one_out": chosen}, render(rows, chosen, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

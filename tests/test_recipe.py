@@ -1,0 +1,100 @@
+"""Recipes: a chain of stages that makes a student, run by stage=all, cached step by step, and evaluated
+with its intermediate models; the quality presets (recipe=fast|balanced|best) compose."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_stages import write_sst2_like
+
+from distill import artifacts
+from distill.config import load_config
+from distill.errors import DistillError
+from distill.stages import run_stage
+
+TINY_RECIPE = """
+name: tiny
+steps:
+  - {name: first, stage: train}
+  - {name: relabel, stage: label, overrides: [teacher=assistant, "teacher.model={first}", teacher.variant=torch]}
+  - {name: second, stage: train, overrides: ["train.labels_path={relabel}", train.seed=7]}
+  - {name: pruned, stage: prune, overrides: [prune.drop_layers=1, "prune.labels_path={relabel}", prune.epochs=1]}
+"""
+
+
+@pytest.fixture
+def recipe_cfg(tmp_path, tiny_nli_2way, tiny_encoder):
+    write_sst2_like(tmp_path / "data")
+    (tmp_path / "conf" / "recipe").mkdir(parents=True)
+    (tmp_path / "conf" / "recipe" / "tiny.yaml").write_text(TINY_RECIPE)
+
+    def make(*extra):
+        cfg = load_config([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "recipe=tiny", "data=sst2",
+                           f"paths.data={tmp_path / 'data'}", f"paths.outputs={tmp_path / 'out'}",
+                           f"teacher.model={tiny_nli_2way}", f"student.model={tiny_encoder}", "data.pool_size=24",
+                           "train.epochs=1", "train.batch_size=8", "eval.batch_sizes=[1,4]", "eval.bench_texts=8",
+                           "eval.warmup_batches=1", "eval.repeats=1", "eval.variants=[torch]", *extra])
+        cfg.stage = "all"
+        return cfg
+    return make
+
+
+def test_a_recipe_runs_after_labelling_and_eval_compares_every_student_it_made(recipe_cfg):
+    cfg = recipe_cfg()
+    result = run_stage(cfg)
+    assert list(result) == ["label", "recipe", "eval"]
+    steps = result["recipe"]
+    assert list(steps) == ["first", "relabel", "second", "pruned"]
+    assert all(not r["cached"] for r in steps.values())
+    assert steps["relabel"]["n_texts"] == 24 and "assistant" in steps["relabel"]["labels_path"]
+    assert steps["pruned"]["dropped_layers"] and steps["pruned"]["student_dir"].endswith(
+        Path(steps["relabel"]["labels_path"]).parent.name)
+    # the second student learned from the assistant's labels, not the teacher's
+    record = json.loads((Path(steps["second"]["student_dir"]) / "distill_config.json").read_text())
+    assert record["labels_path"] == steps["relabel"]["labels_path"]
+    models = result["eval"]["models"]
+    assert [m["role"] for m in models] == ["teacher", "student", "student", "student"]
+    assert [m["model"] for m in models[1:]] == [steps[s]["student_dir"] for s in ("first", "second", "pruned")]
+
+
+def test_a_rerun_finds_every_step_done(recipe_cfg):
+    run_stage(recipe_cfg())
+    again = run_stage(recipe_cfg())
+    assert again["label"]["cached"] and all(r["cached"] for r in again["recipe"].values())
+
+
+def test_a_step_that_names_no_earlier_step_is_one_clear_error(recipe_cfg, tmp_path):
+    (tmp_path / "conf" / "recipe" / "tiny.yaml").write_text(
+        "name: tiny\nsteps:\n  - {name: a, stage: train, overrides: ['train.labels_path={nothing}']}\n")
+    with pytest.raises(DistillError, match=r"step a: \{nothing\} names no earlier step"):
+        run_stage(recipe_cfg())
+
+
+@pytest.mark.parametrize("preset,steps", [("fast", ["minilm"]), ("balanced", ["deberta-6l"]),
+                                          ("best", ["assistant", "assistant-labels", "six-layers", "pruned"])])
+def test_the_quality_presets_compose_step_by_step(preset, steps, tmp_path):
+    cfg = load_config([f"recipe={preset}", f"paths.outputs={tmp_path}"])
+    planned = list(artifacts.recipe_steps(cfg))
+    assert [step.name for step, _, _ in planned] == steps
+    for step, step_cfg, product in planned:
+        assert str(product).startswith(str(tmp_path)) and step_cfg.recipe.name == preset
+    if preset == "best":  # the assistant's labels feed the pruned student
+        labels = planned[1][2]
+        assert planned[1][1].teacher.model == str(planned[0][2])
+        assert planned[3][1].prune.labels_path == str(labels) and planned[3][2].name.endswith(labels.parent.name)
+
+
+def test_the_defaults_study_chooses_by_leaving_each_data_set_out():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "study_defaults.py"
+    spec = importlib.util.spec_from_file_location("study_defaults", script)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    rows = [{"data": d, "candidate": c, "gain": g, "teacher": 0.8, "accuracy": 0.8 + g, "int8_speedup_32": 9.0}
+            for d, c, g in [("a", "x", 0.05), ("a", "y", 0.00), ("b", "x", -0.10), ("b", "y", 0.01),
+                            ("c", "x", 0.04), ("c", "y", 0.02)]]
+    chosen = {c["left_out"]: c["chosen"] for c in study.leave_one_out(rows)}
+    # a left out: x has mean -0.03 on b, c, y 0.015 -> y; b left out: x 0.045, y 0.01 -> x; c: x -0.025 -> y
+    assert chosen == {"a": "y", "b": "x", "c": "y"}
