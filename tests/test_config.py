@@ -67,7 +67,7 @@ def test_schema_rejects_typos(override):
     (["data.pool.paht=x"], "did you mean 'data.pool.path'"),
     (["data=sst3"], "unknown data preset 'sst3'"),
     (["student=bert"], "available: deberta-nli, deberta-nli-6l, distilbert, electra-base, electra-small, minilm"),
-    (["stage=lable"], "must be one of label, train, eval, predict, all, publish, weak"),
+    (["stage=lable"], "must be one of recipe, label, train, eval, predict, all, publish, weak, prune"),
     (["train.epochs=abc"], "expected a number"),
     (["+train.foo=1"], "unknown config key 'train.foo'"),  # Hydra itself would accept an appended key
     (["teacher.multi_label=maybe"], "expected true or false"),
