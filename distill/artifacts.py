@@ -197,7 +197,7 @@ def find_student(cfg: DictConfig, key: str = "eval.student_path") -> Path:
 def find_students(cfg: DictConfig) -> list[Path]:
     """`eval.students`: this config's student, or all trained on the labels this config's label (or weak)
     stage wrote: every student of one labelling, whatever its model or training settings."""
-    if cfg.get("recipe") is not None and cfg.eval.students == EvalStudents.this and not cfg.eval.student_path:
+    if _evaluates_recipe(cfg):
         return recipe_students(cfg)  # every student the recipe made: its intermediate models too
     if cfg.eval.students == EvalStudents.this or cfg.eval.student_path:
         return [find_student(cfg)]
@@ -249,6 +249,9 @@ def report_dir(cfg: DictConfig) -> Path:
     """Where stage=eval writes for this config: the student's eval folder, or <source>-all for eval.students=all."""
     if cfg.eval.students == EvalStudents.all and not cfg.eval.student_path:
         return outputs_root(cfg) / "eval" / cfg.data.name / f"{source_name(cfg)}-all"
+    if _evaluates_recipe(cfg):  # its own folder: not the one of the student the run would train without it
+        key = stable_hash([path.name for path in recipe_students(cfg)])
+        return outputs_root(cfg) / "eval" / cfg.data.name / f"{source_name(cfg)}-recipe-{cfg.recipe.name}-{key}"
     return eval_dir(cfg)
 
 
@@ -266,10 +269,15 @@ def find_metrics(cfg: DictConfig, student: Path, data_name: str) -> Path | None:
         path = eval_dir(cfg) / "metrics.json"
     if path.is_file():
         return path
-    # else an `eval.students=all` comparison that measured this folder among others (the newest one)
-    found = [p for p in (outputs_root(cfg) / "eval" / data_name).glob("*-all/metrics.json")
-             if _measures(p, student)]
+    # else an `eval.students=all` or a recipe comparison that measured this folder among others (the newest one)
+    found = [p for p in (outputs_root(cfg) / "eval" / data_name).glob("*/metrics.json")
+             if (p.parent.name.endswith("-all") or "-recipe-" in p.parent.name) and _measures(p, student)]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _evaluates_recipe(cfg: DictConfig) -> bool:
+    """Whether stage=eval compares the students cfg.recipe made (rather than one named student, or all)."""
+    return cfg.get("recipe") is not None and cfg.eval.students == EvalStudents.this and not cfg.eval.student_path
 
 
 def _measures(metrics_path: Path, student: Path) -> bool:

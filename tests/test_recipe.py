@@ -56,6 +56,9 @@ def test_a_recipe_runs_after_labelling_and_eval_compares_every_student_it_made(r
     models = result["eval"]["models"]
     assert [m["role"] for m in models] == ["teacher", "student", "student", "student"]
     assert [m["model"] for m in models[1:]] == [steps[s]["student_dir"] for s in ("first", "second", "pruned")]
+    # the recipe's comparison has a folder of its own, not the one of the student the run trains without a recipe
+    assert Path(result["eval"]["eval_dir"]).name.startswith(f"{cfg.teacher.name}-recipe-tiny-")
+    assert Path(result["eval"]["eval_dir"]) != artifacts.eval_dir(cfg)
 
 
 def test_a_rerun_finds_every_step_done(recipe_cfg):
