@@ -160,7 +160,8 @@ def _quantize(fp32: Path, out: Path, reduce_range: bool) -> None:
 
     tmp = out.with_name(out.stem + ".tmp.onnx")
     log.info("quantizing %s to dynamic int8 (%s-bit weights) -> %s", fp32, 7 if reduce_range else 8, out)
-    with quiet_root_logger():  # the quantizer logs a line a tensor on the root logger
+    # the quantizer logs a line a tensor, and a warning pointing to an image-classification example, on the root logger
+    with quiet_root_logger(logging.ERROR):
         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
                          reduce_range=reduce_range)
     os.replace(tmp, out)
