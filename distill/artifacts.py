@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -269,9 +270,8 @@ def find_metrics(cfg: DictConfig, student: Path, data_name: str) -> Path | None:
         path = eval_dir(cfg) / "metrics.json"
     if path.is_file():
         return path
-    # else an `eval.students=all` or a recipe comparison that measured this folder among others (the newest one)
-    found = [p for p in (outputs_root(cfg) / "eval" / data_name).glob("*/metrics.json")
-             if (p.parent.name.endswith("-all") or "-recipe-" in p.parent.name) and _measures(p, student)]
+    # else a comparison (eval.students=all, a recipe's) that measured this folder among others (the newest one)
+    found = [p for p in (outputs_root(cfg) / "eval" / data_name).glob("*/metrics.json") if _measures(p, student)]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
@@ -345,7 +345,8 @@ def _json_default(value):
 
 # --- recipes: a chain of stages that makes a student ------------------------------------------------------
 
-STEP_PRODUCT = {"train": "student_dir", "prune": "pruned_dir", "label": "labels_file"}
+STEP_PRODUCT = {"train": student_dir, "prune": pruned_dir, "label": labels_file}  # what a step of each stage makes
+STEP_REF = re.compile(r"(?<!\$)\{([\w-]+)\}")  # `{step}`, not an interpolation `${...}`
 
 
 def recipe_steps(cfg: DictConfig):
@@ -354,26 +355,25 @@ def recipe_steps(cfg: DictConfig):
     `{<step>}` stands for what that earlier step made. Paths are content keys, so this gives the same
     answer before a step runs (to run it) and after (to find what it made); iterate it in step with the
     running, since a later step's key can depend on what an earlier one wrote."""
-    import re
-
     from .config import load_config
 
     if cfg.get("recipe") is None:
         raise DistillError("no recipe is set: e.g. recipe=best (the presets are in distill/conf/recipe/)")
     made: dict[str, str] = {}
     for step in cfg.recipe.steps:
-        def fill(text: str, step=step) -> str:
-            def name(m):
-                if m.group(1) not in made:
-                    raise DistillError(f"recipe {cfg.recipe.name}, step {step.name}: {{{m.group(1)}}} names no "
-                                       f"earlier step (earlier: {', '.join(made) or 'none'})")
-                return made[m.group(1)]
-            return re.sub(r"(?<!\$)\{([\w-]+)\}", name, text)
-
-        step_cfg = load_config(list(cfg.command) + [fill(o) for o in step.overrides])
-        product = globals()[STEP_PRODUCT[str(step.stage)]](step_cfg)
+        overrides = [STEP_REF.sub(lambda m: _made_by(m.group(1), made, cfg.recipe.name, step.name), o)
+                     for o in step.overrides]
+        step_cfg = load_config(list(cfg.command) + overrides)
+        product = STEP_PRODUCT[str(step.stage)](step_cfg)
         made[step.name] = str(product)
         yield step, step_cfg, product
+
+
+def _made_by(earlier: str, made: dict[str, str], recipe: str, step: str) -> str:
+    if earlier not in made:
+        raise DistillError(f"recipe {recipe}, step {step}: {{{earlier}}} names no earlier step "
+                           f"(earlier: {', '.join(made) or 'none'})")
+    return made[earlier]
 
 
 def recipe_students(cfg: DictConfig) -> list[Path]:

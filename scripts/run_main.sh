@@ -2,7 +2,8 @@
 # The main job in one command on a fresh machine: set up .venv, lay out the real models with
 # ../shared/bin/fetch-models when it is there, then `distill stage=all` with the defaults: the teacher labels
 # the pool, the default student learns from its labels, teacher and student are evaluated side by side, and
-# the report's path is printed. About 8 minutes on 2 CPU cores after a set-up of about 5 (12 min 11 s in all, measured from a fresh clone).
+# the report's path is printed. About 8 minutes on 2 CPU cores after a set-up of about 5 (12 min 11 s in all,
+# measured from a fresh clone).
 # Extra arguments are Hydra overrides: bash scripts/run_main.sh data=ag_news teacher=mpnet
 # The full comparison of students (over an hour): scripts/run_comparison.sh (docs/benchmarks.md).
 set -euo pipefail
