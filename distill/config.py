@@ -235,6 +235,7 @@ class EvalConfig:
     bench_texts: int = 128  # held-out texts timed at each batch size
     warmup_batches: int = 2
     repeats: int = 3  # timed passes over the bench texts at each batch size; the fastest counts (least disturbed)
+    bench_seconds: Optional[float] = 30.0  # a further pass only while the passes fit in this (per model and batch size); null: always `repeats`
     teacher: bool = True  # score and time the teacher too
     student_path: Optional[str] = None  # a student folder; None: the one this config's train stage wrote
     students: EvalStudents = EvalStudents.this  # this: the configured student | all: every student trained on this data and teacher

@@ -55,7 +55,7 @@ def test_a_relative_path_is_read_from_the_working_directory_and_nothing_is_held_
     assert 5 not in pool.rows and list(pool.rows[:6]) == [0, 1, 2, 3, 4, 6]
 
 
-def test_label_train_eval_without_gold(own):
+def test_label_train_eval_without_gold(own, caplog):
     cfg = load_config(FILE + own)
     out = label.run(cfg)
     frame = pd.read_parquet(out["labels_path"])
@@ -65,7 +65,9 @@ def test_label_train_eval_without_gold(own):
     trained = train.run(cfg)
     assert trained["holdout"] == {"fraction": 0.1, "seed": 42, "n_texts": 4}  # kept out, for eval
     assert trained["n_texts"] + trained["n_val"] == 35
-    result = evaluate.run(cfg)
+    with caplog.at_level("WARNING", logger="distill.stages.evaluate"):
+        result = evaluate.run(cfg)
+    assert "rests on 4 unseen texts, good to about +-49 points" in caplog.text
     assert result["gold"] is False
     metrics = json.loads((Path(result["eval_dir"]) / "metrics.json").read_text())
     teacher, student = metrics["models"][0], metrics["models"][1]

@@ -189,11 +189,13 @@ def test_wrong_labels_in_label_file(make_cfg, tmp_path):
         train.run(bad)
 
 
-def test_train_rerun_is_a_cache_hit_unless_overwrite(make_cfg):
+def test_train_rerun_is_a_cache_hit_unless_overwrite(make_cfg, caplog):
     cfg = make_cfg()
     label.run(cfg)
-    first = train.run(cfg)
+    with caplog.at_level("WARNING", logger="distill.stages.train"):
+        first = train.run(cfg)
     assert first["cached"] is False
+    assert "only 32 texts to learn from" in caplog.text  # a small file is told it is small
     again = train.run(cfg)
     assert again["cached"] is True and again["student_dir"] == first["student_dir"]
     assert again["n_texts"] + again["n_val"] == 32 and again["n_val"] == 3

@@ -26,3 +26,19 @@ def test_fastest_pass_counts_and_every_call_is_in_the_latencies():
 def test_repeats_must_be_positive():
     with pytest.raises(ValueError, match="repeats"):
         throughput(lambda batch, bs: None, ["a"], [1], repeats=0)
+
+
+def test_a_time_budget_stops_further_passes_but_never_the_first():
+    calls = []
+
+    def predict(batch, bs):
+        calls.append(len(batch))
+        time.sleep(0.03)
+
+    # One pass is 2 calls (~0.06 s); a second would take the passes to ~0.12 s, past a 0.1 s budget.
+    result = throughput(predict, ["a", "b"], [1], n_texts=2, warmup_batches=0, repeats=5, budget_s=0.1)[1]
+    assert result["repeats"] == 1 and len(calls) == 2
+    # A budget smaller than one pass still times one pass.
+    assert throughput(predict, ["a"], [1], n_texts=1, warmup_batches=0, repeats=3, budget_s=0.0)[1]["repeats"] == 1
+    # A roomy budget allows every pass.
+    assert throughput(predict, ["a"], [1], n_texts=1, warmup_batches=0, repeats=3, budget_s=10.0)[1]["repeats"] == 3

@@ -18,7 +18,8 @@ Predict = Callable[[Sequence[str], int], object]  # (texts, batch_size) -> proba
 
 
 def throughput(predict: Predict, texts: Sequence[str], batch_sizes: Sequence[int], n_texts: int = 128,
-               warmup_batches: int = 2, desc: str = "bench", repeats: int = 1) -> dict:
+               warmup_batches: int = 2, desc: str = "bench", repeats: int = 1,
+               budget_s: float | None = None) -> dict:
     """Time `predict` on `n_texts` texts (at least one full batch) at each batch size.
 
     Each call gets exactly one batch, in the texts' own order, as a caller streaming requests would send
@@ -26,6 +27,9 @@ def throughput(predict: Predict, texts: Sequence[str], batch_sizes: Sequence[int
     its own, so the latency percentiles (per batch) come from the same run as the throughput. With
     `repeats` > 1 the texts are timed that many times and the fastest pass counts (as `timeit` advises:
     the other passes were slowed by something else on the machine); the latencies are those of all passes.
+    With `budget_s`, a further pass is made only while the passes so far plus one more fit in that many
+    seconds (per batch size): a slow model on long texts is timed once rather than holding up the run for
+    minutes (the first pass always runs; how many ran is in the result's `repeats`).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -37,6 +41,8 @@ def throughput(predict: Predict, texts: Sequence[str], batch_sizes: Sequence[int
             predict(batch, bs)
         latencies, passes = [], []
         for _ in tqdm(range(repeats), desc=f"{desc} bs={bs}", unit="pass", leave=False):
+            if budget_s is not None and passes and sum(passes) + passes[-1] > budget_s:
+                break
             for batch in batches:
                 start = time.perf_counter()
                 predict(batch, bs)
@@ -45,7 +51,7 @@ def throughput(predict: Predict, texts: Sequence[str], batch_sizes: Sequence[int
         seconds = min(passes)
         ms = np.asarray(latencies) * 1000
         results[bs] = {"samples_per_s": len(sample) / seconds, "seconds": seconds, "n_texts": len(sample),
-                       "repeats": repeats, "latency_ms_p50": float(np.percentile(ms, 50)),
+                       "repeats": len(passes), "latency_ms_p50": float(np.percentile(ms, 50)),
                        "latency_ms_p95": float(np.percentile(ms, 95))}
     return results
 

@@ -36,15 +36,16 @@ from ..teachers import build_teacher
 
 log = logging.getLogger(__name__)
 
+FEW_UNSEEN = 100  # fewer unseen texts than this behind a gold-free agreement: say how loose it is
+
 
 def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tuple[dict, np.ndarray]:
     labels = list(cfg.data.labels)
     teacher = build_teacher(cfg.teacher, labels)
     held = label_split(cfg, "heldout", teacher=teacher)  # cached and resumable like any labelling
     probs = read_labels(held.path, labels)[1]
-    speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), texts,
-                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher",
-                       repeats=cfg.eval.repeats)
+    speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), texts,
+                       "teacher")
     return measure(cfg.teacher.name, "teacher", probs, gold, speed, cfg, teacher_info(cfg, teacher)), probs
 
 
@@ -64,6 +65,12 @@ def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
     return entry, probs
 
 
+def time_model(cfg: DictConfig, predict, texts: list[str], desc: str) -> dict:
+    """Samples/s of `predict` at each of eval.batch_sizes, within eval.bench_seconds a batch size."""
+    return throughput(predict, texts, cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc=desc,
+                      repeats=cfg.eval.repeats, budget_s=cfg.eval.bench_seconds)
+
+
 def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.ndarray | None,
                      variant: str = "torch", name: str | None = None,
                      teacher: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
@@ -71,9 +78,7 @@ def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.n
     if list(student.labels) != list(cfg.data.labels):
         raise DistillError(f"student at {folder} predicts {student.labels}, the data config has {list(cfg.data.labels)}")
     probs = student.predict_proba(texts, batch_size=max(cfg.eval.batch_sizes), progress=True)
-    speed = throughput(lambda t, bs: student.predict_proba(t, batch_size=bs), texts,
-                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc=variant,
-                       repeats=cfg.eval.repeats)
+    speed = time_model(cfg, lambda t, bs: student.predict_proba(t, batch_size=bs), texts, variant)
     name = name or student_label(folder)
     meta = folder_meta(folder)
     path = getattr(student, "path", None)
@@ -121,6 +126,9 @@ def run_without_gold(cfg: DictConfig) -> dict:
             entry, _ = evaluate_student(cfg, folder, texts, None, variant, student_label(folder), teacher=teacher)
             entry["n_unseen"] = len(rows)
             entries.append(entry)
+    if max(n_unseen) < FEW_UNSEEN:  # worst case (p = 0.5) of a 95% normal interval: 0.98 / sqrt(n)
+        log.warning("eval: the agreement with the teacher rests on %d unseen texts, good to about +-%.0f points at "
+                    "95%%; label more texts for a number to rely on", max(n_unseen), 98 / max(n_unseen) ** 0.5)
     speedups(entries, batch_sizes)
     table = render(entries, batch_sizes, max(n_unseen), cfg.data.name, gold=False)
     return write_eval(cfg, entries, table, n_texts=max(n_unseen), gold=False, n_pool=len(pool_texts))
@@ -133,9 +141,8 @@ def teacher_without_gold(cfg: DictConfig, pool_probs: np.ndarray, bench: list[st
         return measure(f"weak-{cfg.weak.name} ({cfg.weak.label_model})", "teacher", pool_probs, None,
                        {bs: None for bs in cfg.eval.batch_sizes}, cfg, {"kind": "weak"})
     teacher = build_teacher(cfg.teacher, list(cfg.data.labels))
-    speed = throughput(lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), bench,
-                       cfg.eval.batch_sizes, cfg.eval.bench_texts, cfg.eval.warmup_batches, desc="teacher",
-                       repeats=cfg.eval.repeats)
+    speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), bench,
+                       "teacher")
     return measure(cfg.teacher.name, "teacher", pool_probs, None, speed, cfg, teacher_info(cfg, teacher))
 
 
