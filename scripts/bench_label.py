@@ -50,9 +50,8 @@ from distill.errors import DistillError
 from distill.evaluation.metrics import label_ids, markdown_table
 from distill.evaluation.timing import machine, write_bench
 from distill.labelling import local_teacher
-from distill.runtime.device import resolve_device, resolve_dtype, teacher_batch
+from distill.runtime.device import batches, resolve_device, resolve_dtype, teacher_batch
 from distill.teachers import build_teacher
-from distill.teachers.nli import batches
 from distill.teachers.processes import deal
 
 log = logging.getLogger("bench_label")

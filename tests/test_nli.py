@@ -297,7 +297,7 @@ def test_compact_attention_leaves_other_models_alone(tiny_nli_2way):
 
 
 def test_token_budget_batches():
-    from distill.teachers.nli import batches
+    from distill.runtime.device import batches
 
     lengths = np.array([10, 50, 20, 20, 5, 5, 5, 5])
     order = np.argsort(-lengths, kind="stable")

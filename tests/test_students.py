@@ -13,6 +13,7 @@ from transformers import AutoConfig, pipeline
 
 from distill.config import StudentConfig, TrainConfig
 from distill.errors import DistillError
+from distill.runtime.device import STUDENT_CPU_MAX_TOKENS
 from distill.students.finetune import StudentClassifier, build_trainer
 from distill.students.losses import soft_cross_entropy
 from distill.students.trainers import train_student
@@ -174,6 +175,22 @@ def test_predict_proba_shape_order_and_batch_size_independence(trained):
     assert np.allclose(clf.predict_proba(texts, batch_size=1), probs, atol=1e-5)
     assert np.allclose(clf.predict_proba(texts, batch_size=64, progress=True), probs, atol=1e-5)
     assert clf.describe()["num_parameters"] > 0 and clf.describe()["device"] == "cpu"
+    assert clf.predict_proba([], batch_size=7).shape == (0, 2)
+
+
+def test_a_cpu_student_caps_the_padded_tokens_of_a_batch(trained, monkeypatch):
+    folder, texts, _ = trained
+    clf = StudentClassifier(folder, device="cpu")
+    assert clf.max_tokens == STUDENT_CPU_MAX_TOKENS
+    whole = clf.predict_proba(texts, batch_size=64)
+    shapes = []
+    probs = clf._probs
+    monkeypatch.setattr(clf, "_probs", lambda batch: shapes.append(tuple(batch["input_ids"].shape)) or probs(batch))
+    clf.max_tokens = 16
+    assert np.allclose(clf.predict_proba(texts, batch_size=64), whole, atol=1e-5)  # same answers
+    assert sum(n for n, _ in shapes) == len(texts) and len(shapes) > 1
+    assert all(n * length <= 16 or n == 1 for n, length in shapes)  # each batch within the cap
+    assert [length for _, length in shapes] == sorted((length for _, length in shapes), reverse=True)
 
 
 def test_train_student_with_hard_targets(tiny_encoder, tmp_path):

@@ -29,7 +29,7 @@ from .. import tracking
 from ..config import StudentConfig, TrainConfig
 from ..errors import DistillError
 from ..runtime import fast_deberta
-from ..runtime.device import resolve_device, world_size
+from ..runtime.device import STUDENT_CPU_MAX_TOKENS, resolve_device, world_size
 from ..runtime.models import load_error, looks_local, resolve_model_ref
 from .batched import TokenClassifier
 from .folder import folder_meta, folder_size_mb, input_max_length
@@ -232,11 +232,12 @@ class StudentClassifier(TokenClassifier):
         self.labels = [id2label[i] for i in range(len(id2label))]
         self.name = meta.get("student", {}).get("name") or self.folder.name
         self.max_length = max_length or input_max_length(self.folder, self.tokenizer, self.model.config)
+        self.max_tokens = STUDENT_CPU_MAX_TOKENS if self.device.type == "cpu" else None
 
     @torch.inference_mode()
-    def _probs(self, texts: list[str]) -> np.ndarray:
-        enc = self._encode(texts, "pt").to(self.device)
-        return torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
+    def _probs(self, batch) -> np.ndarray:
+        batch = batch.to(self.device)
+        return torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
 
     def num_parameters(self) -> int:
         return self.model.num_parameters()

@@ -35,6 +35,7 @@ import numpy as np
 from ..config import StudentKind
 from ..errors import DistillError, require
 from ..runtime import cpuinfo, fast_deberta
+from ..runtime.device import STUDENT_CPU_MAX_TOKENS
 from .batched import TokenClassifier
 from .folder import folder_meta, folder_size_mb, input_max_length, kind_of
 
@@ -196,6 +197,9 @@ def check_export(path: Path, folder: Path, model, tokenizer, atol: float = 1e-3)
 class ONNXClassifier(TokenClassifier):
     """An exported student graph on onnxruntime (CPU), with the student folder's tokenizer and labels."""
 
+    max_tokens = STUDENT_CPU_MAX_TOKENS
+    tensors = "np"
+
     def __init__(self, path, folder, threads: int | None = None):
         import onnxruntime as ort
         from transformers import AutoConfig, AutoTokenizer
@@ -215,9 +219,8 @@ class ONNXClassifier(TokenClassifier):
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
-    def _probs(self, texts: list[str]) -> np.ndarray:
-        enc = self._encode(texts, "np")
-        logits = self.session.run(["logits"], {n: enc[n].astype(np.int64) for n in self.inputs})[0]
+    def _probs(self, batch) -> np.ndarray:
+        logits = self.session.run(["logits"], {n: batch[n].astype(np.int64) for n in self.inputs})[0]
         z = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(z)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

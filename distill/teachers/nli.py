@@ -23,7 +23,7 @@ from transformers import AutoModelForSequenceClassification
 from ..config import TeacherConfig
 from ..errors import DistillError
 from ..runtime import compiled, cpu_bf16, fast_deberta
-from ..runtime.device import resolve_device, resolve_dtype, teacher_batch
+from ..runtime.device import batches, resolve_device, resolve_dtype, teacher_batch
 from ..runtime.models import load_model
 from .base import Teacher
 
@@ -307,19 +307,6 @@ def count_truncated(input_ids: list, pairs_per_text: int, max_length: int) -> in
     """Texts whose (text, hypothesis) pairs, text-major, reached the length limit: their end was cut."""
     lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
     return int((lengths.reshape(-1, pairs_per_text).max(axis=1) >= max_length).sum())
-
-
-def batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int | None):
-    """Consecutive slices of `order` (longest first) of at most `batch_size` pairs and, when
-    `max_tokens` is set, at most that many padded tokens: short pairs travel in bigger batches."""
-    start = 0
-    while start < len(order):
-        size = batch_size
-        if max_tokens:
-            # The first pair of a slice is its longest, so it sets the padded length.
-            size = max(1, min(batch_size, max_tokens // int(lengths[order[start]])))
-        yield order[start:start + size]
-        start += size
 
 
 def recheck_margin(value) -> float:
