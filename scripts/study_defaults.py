@@ -77,15 +77,19 @@ def meets_target(row: dict) -> bool:
     return row["int8_accuracy"] - row["teacher"] >= -0.01 and (row["int8_speedup_32"] or 0) >= 5
 
 
+def times(speedup) -> str:
+    return f"{speedup:.1f}x" if speedup else "-"
+
+
 def render(rows: list[dict], chosen: list[dict], meta: dict) -> str:
     table = markdown_table(["data", "candidate", "teacher", "student", "accuracy", "int8 accuracy", "vs teacher",
                             "int8 speed-up @32", "target met", "seconds"],
                            [[r["data"], r["candidate"], r["teacher"], r["student"], r["accuracy"], r["int8_accuracy"],
-                             f"{100 * r['gain']:+.1f} pt", r["int8_speedup_32"], "yes" if meets_target(r) else "no",
-                             r["seconds"]] for r in rows])
+                             f"{100 * r['gain']:+.1f} pt", times(r["int8_speedup_32"]),
+                             "yes" if meets_target(r) else "no", f"{r['seconds']:.0f}"] for r in rows])
     loo = markdown_table(["left out", "chosen on the others", "teacher", "student", "vs teacher", "int8 speed-up @32"],
                          [[c["left_out"], c["chosen"], c["teacher"], c["accuracy"], f"{100 * c['gain']:+.1f} pt",
-                           c["int8_speedup_32"]] for c in chosen])
+                           times(c["int8_speedup_32"])] for c in chosen])
     m = meta["machine"]
     return (f"{table}\n\nChosen by leave-one-data-set-out (the best mean gain over the teacher on the other sets):"
             f"\n\n{loo}\n\nOn {m['cpu_summary']}, {m['cores']} cores, {meta['date']}.\n")

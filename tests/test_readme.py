@@ -71,3 +71,17 @@ def test_the_readme_preset_of_ones_own_composes(user_folder):
                           cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "name: reviews" in done.stdout or "name: ${stem:${data.pool.path}}" in done.stdout
+
+
+def test_the_readme_quality_settings_compose_to_what_they_say():
+    from distill.config import load_config
+
+    [commands] = blocks(section("Quality and speed"), "bash")
+    lines = [shlex.split(line.split("#")[0])[1:] for line in commands.splitlines() if line.startswith("distill")]
+    assert lines == [[], ["recipe=fast"], ["recipe=balanced"], ["recipe=best"]], lines
+    default, fast, balanced, best = (load_config(args) for args in lines)
+    assert default.recipe is None and default.student.name == "minilm" and default.train.epochs == 3
+    assert [s.overrides for s in fast.recipe.steps] == [["student=minilm", "train.epochs=6",
+                                                         "train.early_stopping_patience=null"]]
+    assert balanced.recipe.steps[0].overrides[0] == "student=deberta-nli-6l"
+    assert [s.stage for s in best.recipe.steps] == ["train", "label", "train", "prune"]
