@@ -28,6 +28,8 @@ from .students.folder import RECORD_FILE, is_student, is_trained, trained_on
 # Student/train settings that change the student; `labels_path` is covered by the label key, `holdout` is
 # put in as the share it comes to (see `holdout`).
 TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume", "holdout")
+# Train settings added later: left at None they stay out, so earlier students keep their names.
+TRAIN_NONE_OMITTED = ("max_minutes",)
 
 
 def stable_hash(obj) -> str:
@@ -110,7 +112,8 @@ def student_identity(cfg: DictConfig) -> dict:
         # options left at None (e.g. student.layers) stay out, so adding one keeps earlier students' names
         "student": {k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items()
                     if v is not None and k != "hub_id"},  # hub_id names the model, `model` is what is used
-        "train": {k: v for k, v in train.items() if k not in TRAIN_EXCLUDE} | ({"holdout": share} if share else {}),
+        "train": {k: v for k, v in train.items() if k not in TRAIN_EXCLUDE
+                  and not (k in TRAIN_NONE_OMITTED and v is None)} | ({"holdout": share} if share else {}),
     }
 
 

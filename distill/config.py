@@ -227,6 +227,8 @@ class TrainConfig:
     resume: bool = True  # continue an interrupted training from its last checkpoint
     labels_path: Optional[str] = None  # a label-stage parquet; None: the one this config's label stage wrote
     overwrite: bool = False  # retrain even when this exact student was already trained
+    # Fine-tuning stops after this many minutes (the best validation checkpoint so far is kept, as at the end); null: none
+    max_minutes: Optional[float] = None
 
 
 @dataclass

@@ -78,8 +78,9 @@ def test_the_readme_quality_settings_compose_to_what_they_say():
 
     [commands] = blocks(section("Quality and speed"), "bash")
     lines = [shlex.split(line.split("#")[0])[1:] for line in commands.splitlines() if line.startswith("distill")]
-    assert lines == [[], ["recipe=fast"], ["recipe=balanced"], ["recipe=best"]], lines
-    default, fast, balanced, best = (load_config(args) for args in lines)
+    assert lines == [[], ["recipe=fast"], ["recipe=balanced"], ["recipe=best"], ["train.max_minutes=10"]], lines
+    default, fast, balanced, best, limited = (load_config(args) for args in lines)
+    assert limited.train.max_minutes == 10 and default.train.max_minutes is None
     assert default.recipe is None and default.student.name == "minilm" and default.train.epochs == 3
     assert [s.overrides for s in fast.recipe.steps] == [["student=minilm", "train.epochs=6",
                                                          "train.early_stopping_patience=null"]]

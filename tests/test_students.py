@@ -242,3 +242,27 @@ def test_a_folder_without_a_model_is_a_one_line_load_error(tmp_path):
     student, train = configs(tmp_path / "empty", val_fraction=0)
     with pytest.raises(DistillError, match=r"student\.model: could not load"):
         train_student(["a", "b"], np.full((2, 2), 0.5), ["negative", "positive"], student, train, tmp_path / "out")
+
+
+def test_a_time_limit_stops_training_and_keeps_the_best_checkpoint(tiny_encoder, tmp_path, caplog):
+    texts, gold = sentiment(20)
+    student, train = configs(tiny_encoder, epochs=3, max_minutes=1e-6)  # passed after the first step
+    with caplog.at_level("WARNING", logger="distill.students.finetune"):
+        summary = train_student(texts, teacher_probs(gold, ["negative", "positive"]), ["negative", "positive"],
+                                student, train, tmp_path)
+    assert summary["steps"] == 1 and summary["stopped_at_time_limit"]["step"] == 1  # of 15
+    assert summary["val_agreement"] is not None and summary["best_checkpoint"] == "checkpoint-1"
+    assert "stopping at the time limit (train.max_minutes=1e-06)" in caplog.text
+    assert StudentClassifier(tmp_path, device="cpu").predict_proba(texts[:2]).shape == (2, 2)
+    with pytest.raises(DistillError, match="train.max_minutes must be above 0"):
+        train_student(texts, teacher_probs(gold, ["negative", "positive"]), ["negative", "positive"], student,
+                      configs(tiny_encoder, max_minutes=0)[1], tmp_path / "again")
+
+
+def test_a_time_limit_names_a_student_of_its_own_and_none_keeps_earlier_names():
+    from distill import artifacts
+    from distill.config import load_config
+
+    plain, limited = load_config([]), load_config(["train.max_minutes=10"])
+    assert "max_minutes" not in artifacts.student_identity(plain)["train"]
+    assert artifacts.student_dir(plain) != artifacts.student_dir(limited)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,7 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -167,7 +169,7 @@ def build_trainer(data: LabelledTexts, val: LabelledTexts | None, labels, studen
     """The trainer `train_student` runs: seeded student, unpadded examples, dynamic padding."""
     set_seed(train.seed)  # the new head is drawn at load time, before the Trainer seeds anything
     tokenizer, model = load_student(student.model, labels, student.layers)
-    callbacks = []
+    callbacks = [TimeBudget(train.max_minutes, validate=val is not None)] if train.max_minutes is not None else []
     if val is not None and train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
     return DistillationTrainer(
@@ -177,6 +179,31 @@ def build_trainer(data: LabelledTexts, val: LabelledTexts | None, labels, studen
         eval_dataset=encode(tokenizer, val, train.targets, student.max_length) if val is not None else None,
         compute_metrics=agreement_metric if val is not None else None,
         data_collator=DataCollatorWithPadding(tokenizer), temperature=train.temperature, callbacks=callbacks)
+
+
+class TimeBudget(TrainerCallback):
+    """train.max_minutes: after the step that passes the budget, validate and save once more and stop; the
+    Trainer then keeps the best checkpoint as it does at the end of a full run."""
+
+    def __init__(self, minutes: float, validate: bool):
+        if minutes <= 0:
+            raise DistillError(f"train.max_minutes must be above 0 (or null: no limit), got {minutes}")
+        self.seconds, self.validate, self.start, self.stopped_at = 60 * float(minutes), validate, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stopped_at is None and time.monotonic() - self.start >= self.seconds:
+            self.stopped_at = {"minutes": round(self.seconds / 60, 2), "epoch": round(float(state.epoch or 0), 2),
+                               "step": int(state.global_step)}
+            log.warning("train: stopping at the time limit (train.max_minutes=%g) after %.2f of %g epochs; the best "
+                        "checkpoint so far is kept (raise train.max_minutes, or null, to train longer)",
+                        self.seconds / 60, self.stopped_at["epoch"], args.num_train_epochs)
+            control.should_training_stop = True
+            control.should_evaluate = self.validate
+            control.should_save = True
+        return control
 
 
 def last_checkpoint(out_dir: Path, train: TrainConfig) -> str | None:
@@ -201,6 +228,9 @@ def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, tr
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(out_dir)
     summary = {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
+    budget = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget)), None)
+    if budget is not None and budget.stopped_at:
+        summary["stopped_at_time_limit"] = budget.stopped_at
     if val is not None:
         best = next((h for h in trainer.state.log_history
                      if h.get("step") == _step(trainer.state.best_model_checkpoint) and "eval_agreement" in h), {})
