@@ -53,13 +53,16 @@ def run(data: str, candidate: str, extra: list[str]) -> dict:
 
 
 def leave_one_out(rows: list[dict]) -> list[dict]:
-    """For each data set: the candidate with the best mean gain on the others, and its result on this one."""
+    """For each data set: the candidate with the best mean gain on the others, and its result on this one.
+    Only candidates measured on every data set take part (one missing a set would be judged on fewer)."""
     datasets = sorted({r["data"] for r in rows})
+    complete = {c for c in {r["candidate"] for r in rows}
+                if {r["data"] for r in rows if r["candidate"] == c} == set(datasets)}
     out = []
     for held in datasets:
         others = {}
         for r in rows:
-            if r["data"] != held:
+            if r["data"] != held and r["candidate"] in complete:
                 others.setdefault(r["candidate"], []).append(r["gain"])
         if not others:
             continue
@@ -91,7 +94,8 @@ def render(rows: list[dict], chosen: list[dict], meta: dict) -> str:
                          [[c["left_out"], c["chosen"], c["teacher"], c["accuracy"], f"{100 * c['gain']:+.1f} pt",
                            times(c["int8_speedup_32"])] for c in chosen])
     m = meta["machine"]
-    return (f"{table}\n\nChosen by leave-one-data-set-out (the best mean gain over the teacher on the other sets):"
+    return (f"{table}\n\nChosen by leave-one-data-set-out (the best mean gain over the teacher on the other sets, among "
+            f"the candidates measured on every set):"
             f"\n\n{loo}\n\nOn {m['cpu_summary']}, {m['cores']} cores, {meta['date']}.\n")
 
 

@@ -101,6 +101,9 @@ def test_the_defaults_study_chooses_by_leaving_each_data_set_out():
     chosen = {c["left_out"]: c["chosen"] for c in study.leave_one_out(rows)}
     # a left out: x has mean -0.03 on b, c, y 0.015 -> y; b left out: x 0.045, y 0.01 -> x; c: x -0.025 -> y
     assert chosen == {"a": "y", "b": "x", "c": "y"}
+    # a candidate measured on some sets only takes no part, however good it looks there
+    partial = rows + [{"data": "a", "candidate": "z", "gain": 0.5, "teacher": 0.8, "accuracy": 1.0, "int8_speedup_32": 9}]
+    assert {c["left_out"]: c["chosen"] for c in study.leave_one_out(partial)} == chosen
     # the target: within 1 point of the teacher as shipped (int8), at 5x its speed or more
     assert study.meets_target({"teacher": 0.80, "int8_accuracy": 0.7905, "int8_speedup_32": 5.0})
     assert not study.meets_target({"teacher": 0.80, "int8_accuracy": 0.789, "int8_speedup_32": 9.0})
