@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModel
 
+from .device import batches
 from .models import load_model
 
 
@@ -45,8 +46,7 @@ class SentenceEncoder:
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with tqdm(total=len(texts), desc=self.name, unit="text", disable=not progress, leave=False) as bar:
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
+            for rows in batches(order, lengths, batch_size, None):
                 batch = self.tokenizer.pad({k: [v[i] for i in rows] for k, v in features.items()},
                                            return_tensors="pt")
                 out[rows] = self._encode(batch)

@@ -126,12 +126,13 @@ def run_without_gold(cfg: DictConfig) -> dict:
             entry, _ = evaluate_student(cfg, folder, texts, None, variant, student_label(folder), teacher=teacher)
             entry["n_unseen"] = len(rows)
             entries.append(entry)
-    if max(n_unseen) < FEW_UNSEEN:  # worst case (p = 0.5) of a 95% normal interval: 0.98 / sqrt(n)
+    n_texts = max(n_unseen)
+    if n_texts < FEW_UNSEEN:  # worst case (p = 0.5) of a 95% normal interval: 0.98 / sqrt(n)
         log.warning("eval: the agreement with the teacher rests on %d unseen texts, good to about +-%.0f points at "
-                    "95%%; label more texts for a number to rely on", max(n_unseen), 98 / max(n_unseen) ** 0.5)
+                    "95%%; label more texts for a number to rely on", n_texts, 98 / n_texts ** 0.5)
     speedups(entries, batch_sizes)
-    table = render(entries, batch_sizes, max(n_unseen), cfg.data.name, gold=False)
-    return write_eval(cfg, entries, table, n_texts=max(n_unseen), gold=False, n_pool=len(pool_texts))
+    table = render(entries, batch_sizes, n_texts, cfg.data.name, gold=False)
+    return write_eval(cfg, entries, table, n_texts=n_texts, gold=False, n_pool=len(pool_texts))
 
 
 def teacher_without_gold(cfg: DictConfig, pool_probs: np.ndarray, bench: list[str]) -> dict:

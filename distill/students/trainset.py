@@ -68,6 +68,8 @@ def _check_options(train) -> None:
         raise DistillError(f"train.min_confidence must be in [0, 1), got {train.min_confidence}")
     if not 0 <= train.val_fraction < 1:
         raise DistillError(f"train.val_fraction must be in [0, 1), got {train.val_fraction}")
+    if getattr(train, "max_minutes", None) is not None and train.max_minutes <= 0:
+        raise DistillError(f"train.max_minutes must be above 0 (or null: no limit), got {train.max_minutes}")
 
 
 def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None
