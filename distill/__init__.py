@@ -11,7 +11,7 @@ The command line is `distill` (python -m distill); from Python:
 """
 from __future__ import annotations
 
-from .api import Student, label, load, train
+from .api import Student, estimate, label, load, review_queue, train
 from .config import load_config
 from .errors import DistillError
 
@@ -23,4 +23,5 @@ def run_stage(cfg):
     return run(cfg)
 
 
-__all__ = ["label", "train", "load", "Student", "load_config", "run_stage", "DistillError"]
+__all__ = ["label", "train", "load", "review_queue", "estimate", "Student", "load_config", "run_stage",
+           "DistillError"]

@@ -5,6 +5,8 @@
     student = distill.train(labels, student="minilm")              # a trained, saved classifier
     student.predict(["a new text"]); student.predict_proba(texts)  # label names; a [N, K] probability array
     student = distill.load(student.path)                           # later, from its folder
+    queue = distill.review_queue(labels, student)                  # texts to check: fill its `gold` column
+    distill.estimate(queue, labels, [student])                     # accuracy on the answers, 95% intervals
 
 Texts may be a list, a pandas Series, a DataFrame or a `datasets.Dataset` (with `column=`). The texts are
 written once to `<outputs>/api/` (named by their content) and labelled by the label stage itself, so a
@@ -116,6 +118,63 @@ def train(labels: pd.DataFrame, student: str | None = None, *, name: str = "api"
                    *([f"student={student}"] if student else []), *overrides], outputs)
     result = stage_run("train")(cfg)
     return Student(result["student_dir"])
+
+
+def _probs(labels: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+    from .labelstore import PROB_PREFIX
+
+    if not isinstance(labels, pd.DataFrame) or "text" not in labels.columns:
+        raise DistillError("pass the DataFrame distill.label returns (a `text` column and a `prob_<label>` column "
+                           "for each label)")
+    names = [c[len(PROB_PREFIX):] for c in labels.columns if c.startswith(PROB_PREFIX)]
+    return labels["text"].tolist(), names, labels[[PROB_PREFIX + n for n in names]].to_numpy(np.float64)
+
+
+def review_queue(labels: pd.DataFrame, student: "Student | None" = None, *, size: int = 200, random: int = 100,
+                 seed: int = 0, answered: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A review queue over `labels` (what `label` returned): `random` texts the student never trained on (a
+    seeded random sample, what estimates rest on) and up to `size - random` texts worth checking, with why,
+    and an empty `gold` column to fill in. Texts with a `gold` answer in `answered` are left out (a second
+    round). Same rules as `distill stage=review` (distill/review/queue.py)."""
+    from . import artifacts
+    from .review.answers import Answers, add_frame
+    from .review.queue import Candidates, compose
+
+    texts, names, probs = _probs(labels)
+    c = Candidates(texts=texts, teacher=probs, labels=names,
+                   rows=labels["row"].to_numpy() if "row" in labels.columns else None)
+    if student is not None:
+        c.student = student.predict_proba(texts)
+        trained = artifacts.trained_texts(student.path)
+        c.unseen = np.array([t not in trained for t in texts])
+    done = add_frame(Answers(), answered, names, "answered") if answered is not None else Answers()
+    return compose(c, size, random, seed, set(done.texts))
+
+
+def estimate(answers: pd.DataFrame, labels: pd.DataFrame, students: Sequence["Student"] = ()) -> dict:
+    """The teacher (its `labels`) and each student on a filled-in review queue (`text`, `gold`, `part`):
+    accuracy and macro-F1 with 95% intervals on the random part, the chosen part apart, and each student
+    against the teacher (McNemar). A text a student trained on is left out of its scores."""
+    from . import artifacts
+    from .review.answers import Answers, add_frame
+    from .review.estimate import estimate as score
+
+    texts, names, probs = _probs(labels)
+    given = add_frame(Answers(), answers, names, "answers")
+    if not len(given):
+        raise DistillError("distill.estimate: no answers (every `gold` cell is empty)")
+    index = {t: i for i, t in enumerate(texts)}
+    teacher = np.zeros((len(given), len(names)))
+    unknown = np.array([t not in index for t in given.texts])
+    for i, t in enumerate(given.texts):
+        if t in index:
+            teacher[i] = probs[index[t]]
+    models = [{"name": labels.attrs.get("teacher", "teacher"), "role": "teacher", "probs": teacher, "seen": unknown}]
+    for s in students:
+        trained = artifacts.trained_texts(s.path)
+        models.append({"name": s.path.name, "role": "student", "probs": s.predict_proba(given.texts),
+                       "seen": np.array([t in trained for t in given.texts])})
+    return score(given, models, names)
 
 
 def load(path: str | Path, device: str = "auto", variant: str = "torch") -> "Student":

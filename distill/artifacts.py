@@ -18,12 +18,14 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .config import EvalStudents, TeacherConfig
 from .data import data_fingerprint, has_gold
 from .errors import DistillError
-from .students.folder import RECORD_FILE, is_student, is_trained, trained_on
+from .students.folder import RECORD_FILE, folder_meta, is_student, is_trained, trained_on
+from .students.trainset import holdout_rows
 
 # Student/train settings that change the student; `labels_path` is covered by the label key, `holdout` is
 # put in as the share it comes to (see `holdout`).
@@ -103,11 +105,32 @@ def uses_weak(cfg: DictConfig) -> bool:
     return cfg.get("weak") is not None and not cfg.train.labels_path
 
 
+def review_answers(cfg: DictConfig):
+    """The person's answers `review.answers` names (review.answers.Answers; empty when none)."""
+    from .review.answers import Answers, answer_files, read_answers
+
+    review = cfg.get("review")
+    if review is None:
+        return Answers()
+    return read_answers(answer_files(review.answers, review_dir(cfg)), list(cfg.data.labels))
+
+
+def answers_identity(cfg: DictConfig) -> dict | None:
+    """What of the answers changes a student: the texts it learns gold labels for (and their weight) and
+    the random part it leaves out. None without answers, so earlier students keep their names."""
+    answers = review_answers(cfg)
+    if not len(answers):
+        return None
+    return {"gold": stable_hash(sorted(zip(answers.texts, answers.gold, answers.parts))),
+            "gold_weight": float(cfg.review.gold_weight)}
+
+
 def student_identity(cfg: DictConfig) -> dict:
     train = OmegaConf.to_container(cfg.train, resolve=True)
     labels = weak_identity(cfg) if uses_weak(cfg) else label_identity(cfg)
     share = holdout(cfg)
-    return {
+    answers = answers_identity(cfg)
+    return ({"answers": answers} if answers else {}) | {
         "labels": str(cfg.train.labels_path) if cfg.train.labels_path else labels,
         # options left at None (e.g. student.layers) stay out, so adding one keeps earlier students' names
         "student": {k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items()
@@ -123,6 +146,43 @@ def holdout(cfg: DictConfig) -> float:
     if cfg.train.get("holdout") is not None:
         return float(cfg.train.holdout)
     return 0.0 if has_gold(cfg.data) else 0.1
+
+
+def unseen_rows(folder: Path) -> tuple[Path, np.ndarray]:
+    """(the label file a student learned from, the rows of it kept out of its training)."""
+    labels_path, record = trained_on(folder), folder_meta(folder).get("holdout") or {}
+    if not labels_path or not record.get("n_texts"):
+        raise DistillError(f"{folder} was trained on every labelled text, so there is no text it has not seen to "
+                           f"score it on without gold labels: train it again (train.holdout=0.1 keeps a tenth out; "
+                           f"it is the default when the data has no gold labels), or name gold labels "
+                           f"(data.label_column)")
+    import pyarrow.parquet as pq
+
+    n = pq.ParquetFile(expand(labels_path)).metadata.num_rows
+    return expand(labels_path), holdout_rows(n, record["fraction"], record["seed"])
+
+
+def trained_texts(folder: Path, answers=None) -> set[str]:
+    """The texts a student learned from: its label file but the held-out rows, and the review answers it was
+    given (`answers`: the review.answers.Answers it was trained with, when any)."""
+    import pandas as pd
+
+    path = trained_on(folder)
+    seen: set[str] = set()
+    if path and expand(path).exists():
+        texts = pd.read_parquet(expand(path), columns=["text"])["text"].tolist()
+        held = set(unseen_rows(folder)[1].tolist()) if (folder_meta(folder).get("holdout") or {}).get("n_texts") \
+            else set()
+        seen = {t for i, t in enumerate(texts) if i not in held}
+    record = Path(folder) / RECORD_FILE
+    if answers is not None and record.is_file() and json.loads(record.read_text()).get("answers"):
+        seen |= {t for t, p in zip(answers.texts, answers.parts) if p != "random"}
+    return seen
+
+
+def review_dir(cfg: DictConfig) -> Path:
+    """Where stage=review writes this data set's queues (round-1.csv, ...), which a person fills in."""
+    return outputs_root(cfg) / "review" / cfg.data.name
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -66,6 +66,7 @@ class Stage(Choice):
     publish = "publish"
     weak = "weak"
     prune = "prune"
+    review = "review"
 
 
 TeacherKind = choices("TeacherKind", "nli", "embedding", "onnx", "classifier")  # keys of teachers.TEACHERS
@@ -317,8 +318,26 @@ class PredictConfig:
     batch_size: int = 64
     threshold: Optional[float] = None  # binary tasks: predict positive_label when its probability >= threshold
     positive_label: Optional[str] = None  # None: the second label (e.g. positive, spam)
+    # set predict.threshold from the reviewed random sample (stage=review): the lowest threshold whose precision
+    # reaches target_precision, or the highest whose recall reaches target_recall (binary tasks)
+    target_precision: Optional[float] = None
+    target_recall: Optional[float] = None
     device: str = "auto"
     engine: Engine = Engine.local
+
+
+@dataclass
+class ReviewConfig:
+    """stage=review: a queue of texts for a person to label (a CSV to fill in), and where the answers are read
+    from. The random part is what accuracy estimates rest on; the chosen part (texts worth checking) joins
+    training with its gold label and is reported apart, never mixed into the estimate."""
+    size: int = 200  # texts in one round's queue (random + chosen)
+    random: int = 100  # of them, a seeded random sample of texts no student trained on
+    seed: int = 0
+    # auto: the filled `gold` cells of this data set's review rounds (outputs/review/<data>/round-*.csv) |
+    # a CSV / TSV / JSONL / parquet file or a folder of them | null: ignore answers
+    answers: Optional[str] = "auto"
+    gold_weight: float = 1.0  # training weight of a reviewed (chosen) text's gold label, against 1 for a teacher label
 
 
 @dataclass
@@ -375,6 +394,7 @@ class Config:
     prune: PruneConfig = field(default_factory=PruneConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     weak: Optional[WeakConfig] = None  # weak=<preset>: train/eval use stage=weak's combined labels
     recipe: Optional[RecipeConfig] = None  # recipe=fast|balanced|best (conf/recipe/): the steps that make the student
     # the overrides this config was composed from (filled in when composed): a recipe's steps compose theirs on top

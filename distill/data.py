@@ -487,6 +487,14 @@ def gold_names(values: list, cfg: DataConfig, where, present: np.ndarray | None 
     return names
 
 
+def pool_gold(cfg: DataConfig, data_dir: str | Path) -> list[str]:
+    """The gold label names of every row of the pool's source file (a label file's `row` indexes them): for
+    benchmarks that play the person answering a review queue. Never used in a run."""
+    raw = _read_source(cfg, cfg.pool, "pool", data_dir, with_gold=True)[1]
+    return [name if name in cfg.labels else None for name in
+            (dict(cfg.label_map or {}).get(v, v) for v in map(_gold_str, raw))]
+
+
 def has_gold(cfg: DataConfig) -> bool:
     """Does the data name gold labels to score against (a label column, or a `lines` labels file)? Without
     them every pool text is labelled and nothing is held out; eval reports what is known without gold."""

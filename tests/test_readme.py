@@ -86,3 +86,35 @@ def test_the_readme_quality_settings_compose_to_what_they_say():
                                                          "train.early_stopping_patience=null"]]
     assert balanced.recipe.steps[0].overrides[0] == "student=deberta-nli-6l"
     assert [s.stage for s in best.recipe.steps] == ["train", "label", "train", "prune"]
+
+
+def test_the_readme_review_loop_runs_as_written(user_folder):
+    """`Check the labels`: after the own-file commands, a review round, the answers filled in (by rule,
+    as a person would in a spreadsheet), and the run again, whose report then has the reviewed section."""
+    import pandas as pd
+
+    work, env = user_folder
+    [setup] = blocks(section("Your own data"), "bash")
+    [review] = blocks(section("Check the labels"), "bash")
+    own = [line.split("#")[0].strip() for line in setup.splitlines() if line.strip().startswith("distill")][:2]
+    loop = [line.split("#")[0].strip() for line in review.splitlines() if line.strip().startswith("distill")]
+    assert loop == ["distill stage=review", "distill"], loop
+
+    def run(line):
+        done = subprocess.run([sys.executable, "-m", "distill", *shlex.split(line)[1:]], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+        return done
+
+    for line in own:
+        run(line)
+    done = run(loop[0])
+    [queue] = (work / "outputs" / "review").rglob("round-1.csv")
+    assert str(queue.relative_to(work)) in done.stdout
+    frame = pd.read_csv(queue, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame["gold"] = ["positive" if any(w in t for w in ("great", "loved", "good")) else "negative"
+                     for t in frame["text"]]
+    frame.to_csv(queue, index=False)
+    run(loop[1])
+    [report] = [p for p in (work / "outputs" / "eval").rglob("report.md") if "reviewed" in p.read_text()]
+    assert "On your reviewed texts" in report.read_text()

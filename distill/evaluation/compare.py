@@ -9,6 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ..students.folder import folder_size_mb
+from .intervals import accuracy_interval, describe_difference, macro_f1_interval, paired_comparison, with_interval
 from .metrics import full_report, markdown_table
 
 WEIGHT_FILES = (".safetensors", ".bin", ".onnx", ".pt")
@@ -29,6 +30,12 @@ def measure(name: str, role: str, probs: np.ndarray, gold: np.ndarray | None, sp
     labels = list(cfg.data.labels)
     quality = full_report(probs, gold, labels, cfg.data.ordinal) if gold is not None else \
         {"accuracy": None, "macro_f1": None}
+    if gold is not None:  # how far the scores can be trusted on this many texts
+        pred = probs.argmax(1)
+        quality["accuracy_ci"] = accuracy_interval(pred, gold)
+        quality["macro_f1_ci"] = macro_f1_interval(pred, gold, len(labels))
+        if teacher is not None:
+            quality["vs_teacher"] = paired_comparison(pred, teacher.argmax(1), gold)
     if teacher is not None and gold is None:  # no gold: what can be known is how the student follows the teacher
         versus = full_report(probs, teacher.argmax(1), labels)
         quality.update({"agreement_with_teacher": versus["accuracy"], "macro_f1_vs_teacher": versus["macro_f1"],
@@ -73,24 +80,30 @@ def render(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str,
     """The comparison as a markdown table: against gold, or (no gold) against the teacher's labels on texts
     the students never trained on."""
     if gold:
-        header = ["model", "role", "accuracy", "macro-F1", "agreement w/ teacher", "ECE"]
-        quality = lambda e: [e["accuracy"], e["macro_f1"], e.get("agreement_with_teacher"), e.get("ece")]  # noqa: E731
+        header = ["model", "role", "accuracy [95% CI]", "macro-F1 [95% CI]", "agreement w/ teacher", "ECE"]
+        quality = lambda e: [with_interval(e["accuracy"], e.get("accuracy_ci")),  # noqa: E731
+                             with_interval(e["macro_f1"], e.get("macro_f1_ci")), e.get("agreement_with_teacher"),
+                             e.get("ece")]
     else:
         header = ["model", "role", "agreement w/ teacher", "macro-F1 vs teacher", "ECE vs teacher", "mean confidence"]
         quality = lambda e: [e.get("agreement_with_teacher"), e.get("macro_f1_vs_teacher"),  # noqa: E731
                              e.get("ece_vs_teacher"), (e.get("confidence") or {}).get("mean")]
-    header += [f"samples/s @{bs}" for bs in batch_sizes] + ["p50 / p95 ms", "MB", "params (M)"]
+    header += [f"samples/s @{bs}" for bs in batch_sizes] + ["p50 / p95 ms", "MB", "parameters"]
     rows = []
     for e in entries:
         latency = e.get("latency_ms")
+        speeds = [e["samples_per_s"].get(str(bs)) for bs in batch_sizes]
         rows.append([e["name"], e["role"], *quality(e)]
-                    + [e["samples_per_s"].get(str(bs)) for bs in batch_sizes]
-                    + [f"{latency['p50']:.1f} / {latency['p95']:.1f}" if latency else None, e.get("size_mb"),
-                       round(e["num_parameters"] / 1e6, 1) if e.get("num_parameters") else None])
+                    + [f"{v:,.1f}" if v is not None else None for v in speeds]
+                    + [f"{latency['p50']:.1f} / {latency['p95']:.1f}" if latency else None,
+                       f"{e['size_mb']:,.1f}" if e.get("size_mb") is not None else None,
+                       f"{e['num_parameters'] / 1e6:.1f}M" if e.get("num_parameters") else None])
     what = "held-out texts" if gold else ("texts the students never trained on, scored against the teacher's "
                                           "labels (no gold labels)")
     title = f"### {data}: {n_texts} {what}\n\n"
     notes = [f"- {e['name']} speed-up over the teacher: "
              + ", ".join(f"{r:.1f}x @{bs}" for bs, r in e["speedup_vs_teacher"].items() if r is not None)
              for e in entries if any(v is not None for v in e.get("speedup_vs_teacher", {}).values())]
+    notes += [f"- {e['name']}: {describe_difference(e['vs_teacher'])} on the same {e['vs_teacher']['n']} texts "
+              f"(McNemar)" for e in entries if e.get("vs_teacher")]
     return title + markdown_table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"

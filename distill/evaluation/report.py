@@ -17,6 +17,7 @@ import logging
 import math
 from pathlib import Path
 
+from .intervals import describe_difference
 from .metrics import fmt, markdown_table
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ def _headline(metrics: dict) -> str:
     best = max(students, key=lambda m: m.get(key) or 0)
     text = f"Best student: **{best['name']}**, {what} {best[key]:.4f}"
     if teacher and _gold(metrics):
-        text += f" (teacher {teacher['name']}: {teacher['accuracy']:.4f}, {100 * (best['accuracy'] - teacher['accuracy']):+.1f} points)"
+        versus = describe_difference(best["vs_teacher"]) if best.get("vs_teacher") else \
+            f"{100 * (best['accuracy'] - teacher['accuracy']):+.1f} points"
+        text += f" (teacher {teacher['name']}: {teacher['accuracy']:.4f}; {versus})"
     if teacher:
         ratios = {bs: r for bs, r in (best.get("speedup_vs_teacher") or {}).items() if r}
         if ratios:

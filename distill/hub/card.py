@@ -16,6 +16,7 @@ from typing import Optional
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..config import TrainConfig
+from ..evaluation.intervals import describe_difference
 from ..evaluation.metrics import fmt, markdown_table
 
 # Local models that ../shared/bin/fetch-models lays out, and the Hub repos they came from.
@@ -114,8 +115,11 @@ def dataset_info(data: dict) -> dict:
             "language": known.get("language"), "example": known.get("example")}
 
 
-def pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+def pct(value, interval=None) -> str:
+    """82.5%, or with its 95% interval: 82.5% (95% CI 79.8-84.9%)."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" + (f" (95% CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}%)" if interval else "")
 
 
 def pretty(key: str) -> str:
@@ -219,9 +223,11 @@ def intro(inputs: CardInputs) -> str:
         return text + ("\n\n> This model has not been evaluated. `python -m distill stage=eval` with the same "
                        "settings measures it, and `stage=publish` then adds the results to this card.")
     bs = headline_batch(inputs.metrics)
-    facts = [f"{pct(student['accuracy'])} accuracy"]
+    facts = [f"{pct(student['accuracy'], student.get('accuracy_ci'))} accuracy"]
     if teacher:
         facts[0] += f" (teacher: {pct(teacher['accuracy'])})"
+    if student.get("vs_teacher"):
+        facts[0] += f"; {describe_difference(student['vs_teacher'])}"
     if student.get("agreement_with_teacher") is not None:
         facts.append(f"agrees with its teacher on {pct(student['agreement_with_teacher'])} of them")
     up = speedup(student, teacher, bs)
@@ -314,8 +320,9 @@ def results_section(inputs: CardInputs) -> str:
     out = ["## Results", "",
            f"{m.get('n_heldout', '?')} held-out texts of `{ds['name']}` ({ds['split']} split), scored against "
            "their gold labels. Agreement is the share of texts on which a model picks the teacher's label.", ""]
-    rows = [[e.get("name"), "**this model**" if e is student else e.get("role"), pct(e.get("accuracy")),
-             pct(e.get("macro_f1")), "-" if e is teacher else pct(e.get("agreement_with_teacher"))]
+    rows = [[e.get("name"), "**this model**" if e is student else e.get("role"),
+             pct(e.get("accuracy"), e.get("accuracy_ci")), pct(e.get("macro_f1"), e.get("macro_f1_ci")),
+             "-" if e is teacher else pct(e.get("agreement_with_teacher"))]
             + [get(e) for _, get in quality]
             for e in entries]
     out.append(markdown_table(["model", "role", "accuracy", "macro-F1", "agreement with teacher"]

@@ -16,7 +16,7 @@ from ..runtime.device import world_size
 log = logging.getLogger(__name__)
 # stage name -> the module under distill/stages/ whose run(cfg) it is
 MODULES = {"label": "label", "train": "train", "eval": "evaluate", "publish": "publish", "predict": "predict",
-           "prune": "prune", "weak": "weak"}
+           "prune": "prune", "weak": "weak", "review": "review"}
 
 
 def stage_run(name: str):

@@ -28,10 +28,11 @@ from ..evaluation.report import write_report
 from ..evaluation.timing import machine, throughput
 from ..labelling import label_split
 from ..labelstore import read_labels
-from ..students.folder import folder_meta, student_label, trained_on
+from ..review.estimate import estimate
+from ..review.estimate import render as render_reviewed
+from ..students.folder import folder_meta, student_label
 from ..students.load import load_classifier
 from ..students.onnx import available_variants
-from ..students.trainset import holdout_rows
 from ..teachers import build_teacher
 
 log = logging.getLogger(__name__)
@@ -89,20 +90,6 @@ def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.n
                    teacher=teacher), probs
 
 
-def unseen(folder: Path, labels: list[str]) -> tuple[Path, np.ndarray]:
-    """(the label file a student learned from, the rows of it kept out of its training)."""
-    labels_path, record = trained_on(folder), folder_meta(folder).get("holdout") or {}
-    if not labels_path or not record.get("n_texts"):
-        raise DistillError(f"{folder} was trained on every labelled text, so there is no text it has not seen to "
-                           f"score it on without gold labels: train it again (train.holdout=0.1 keeps a tenth out; "
-                           f"it is the default when the data has no gold labels), or name gold labels "
-                           f"(data.label_column)")
-    import pyarrow.parquet as pq
-
-    n = pq.ParquetFile(artifacts.expand(labels_path)).metadata.num_rows
-    return artifacts.expand(labels_path), holdout_rows(n, record["fraction"], record["seed"])
-
-
 def run_without_gold(cfg: DictConfig) -> dict:
     """No gold labels: each student against the teacher's labels on texts it never trained on (its seeded
     holdout of the labelled pool), the teacher's confidence and label shares over the pool, and speed."""
@@ -112,13 +99,13 @@ def run_without_gold(cfg: DictConfig) -> dict:
              ", ".join(str(f) for f in folders), artifacts.trained_labels(cfg))
     batch_sizes, entries = list(cfg.eval.batch_sizes), []
     pool_texts, pool_probs = read_labels(artifacts.trained_labels(cfg), labels)
-    first_path, first_rows = unseen(folders[0], labels)
+    first_path, first_rows = artifacts.unseen_rows(folders[0])
     bench = [read_labels(first_path, labels)[0][i] for i in first_rows]
     if cfg.eval.teacher:
         entries.append(teacher_without_gold(cfg, pool_probs, bench))
     n_unseen = set()
     for folder in folders:
-        path, rows = unseen(folder, labels)
+        path, rows = artifacts.unseen_rows(folder)
         texts, probs = read_labels(path, labels)
         texts, teacher = [texts[i] for i in rows], probs[rows]
         n_unseen.add(len(rows))
@@ -132,7 +119,7 @@ def run_without_gold(cfg: DictConfig) -> dict:
                     "95%%; label more texts for a number to rely on", n_texts, 98 / n_texts ** 0.5)
     speedups(entries, batch_sizes)
     table = render(entries, batch_sizes, n_texts, cfg.data.name, gold=False)
-    return write_eval(cfg, entries, table, n_texts=n_texts, gold=False, n_pool=len(pool_texts))
+    return write_eval(cfg, entries, table, n_texts=n_texts, gold=False, n_pool=len(pool_texts), folders=folders)
 
 
 def teacher_without_gold(cfg: DictConfig, pool_probs: np.ndarray, bench: list[str]) -> dict:
@@ -154,9 +141,44 @@ def teacher_info(cfg: DictConfig, teacher) -> dict:
             "num_parameters": model.num_parameters() if hasattr(model, "num_parameters") else None}
 
 
+def reviewed(cfg: DictConfig, folders: list[Path]) -> dict | None:
+    """The models on the person's answers (review.answers), when there are any: see review/estimate.py."""
+    answers = artifacts.review_answers(cfg)
+    if not len(answers):
+        return None
+    labels, path = list(cfg.data.labels), artifacts.trained_labels(cfg)
+    probs = np.full((len(answers), len(labels)), np.nan)
+    if path.exists():
+        pool_texts, pool_probs = read_labels(path, labels)
+        index = {t: i for i, t in enumerate(pool_texts)}
+        have = [i for i, t in enumerate(answers.texts) if t in index]
+        probs[have] = pool_probs[[index[answers.texts[i]] for i in have]]
+    missing = np.flatnonzero(np.isnan(probs).any(1))
+    if len(missing) and not artifacts.uses_weak(cfg):  # answers from outside the labelled pool: label them now
+        teacher = build_teacher(cfg.teacher, labels)
+        probs[missing] = teacher.predict_proba([answers.texts[i] for i in missing])
+    unknown = np.isnan(probs).any(1)
+    name = f"weak-{cfg.weak.name}" if artifacts.uses_weak(cfg) else cfg.teacher.name
+    models = [{"name": name, "role": "teacher", "probs": np.nan_to_num(probs), "seen": unknown}]
+    for folder in folders:
+        student = load_classifier(folder, device=cfg.train.device)
+        seen = artifacts.trained_texts(folder, answers)
+        models.append({"name": student_label(folder), "role": "student",
+                       "probs": student.predict_proba(answers.texts, batch_size=max(cfg.eval.batch_sizes)),
+                       "seen": np.array([t in seen for t in answers.texts])})
+    section = estimate(answers, models, labels, cfg.predict.positive_label)
+    log.info("eval: %d reviewed texts (%s) from %s", len(answers),
+             ", ".join(f"{n} {p}" for p, n in section["parts"].items()), ", ".join(answers.files))
+    return section
+
+
 def write_eval(cfg: DictConfig, entries: list[dict], table: str, n_texts: int, gold: bool, **extra) -> dict:
     """metrics.json, metrics.md, report.md and its plots in this config's eval folder; the stage's result."""
     out = artifacts.report_dir(cfg)
+    section = reviewed(cfg, extra.pop("folders", []))
+    if section:
+        extra["reviewed"] = section
+        table = table + "\n" + render_reviewed(section)
     metrics = {"data": cfg.data.name, "gold": gold, "n_heldout": n_texts, "labels": list(cfg.data.labels),
                "batch_sizes": list(cfg.eval.batch_sizes), "models": entries, **extra, "machine": machine()}
     artifacts.write_json(out / "metrics.json", metrics)
@@ -168,7 +190,7 @@ def write_eval(cfg: DictConfig, entries: list[dict], table: str, n_texts: int, g
     key = "accuracy" if gold else "agreement_with_teacher"
     return {"eval_dir": str(out), "report": str(report), "plots": [str(p) for p in plots], "gold": gold,
             **{f"{e['role']}_{key}": e.get(key) for e in entries if e.get("variant", "torch") == "torch"},
-            "models": entries}
+            "models": entries, **({"reviewed": section} if section else {})}
 
 
 def run(cfg: DictConfig) -> dict:
@@ -195,7 +217,7 @@ def run(cfg: DictConfig) -> dict:
         if labels_seen[name] > 1:  # two students of one name and targets (a sweep): tell them apart
             name = f"{name} {folder.name.rsplit('-', 1)[-1]}"
         for variant in available_variants(folder, list(cfg.eval.variants)):
-            entry, probs = evaluate_student(cfg, folder, held.texts, gold, variant, name)
+            entry, probs = evaluate_student(cfg, folder, held.texts, gold, variant, name, teacher=teacher_probs)
             if teacher_probs is not None:
                 entry["agreement_with_teacher"] = agreement(probs, teacher_probs)
             entries.append(entry)
@@ -203,4 +225,4 @@ def run(cfg: DictConfig) -> dict:
         entries[0]["agreement_with_teacher"] = 1.0
     speedups(entries, batch_sizes)
     table = render(entries, batch_sizes, len(held.texts), cfg.data.name)
-    return write_eval(cfg, entries, table, n_texts=len(held.texts), gold=True)
+    return write_eval(cfg, entries, table, n_texts=len(held.texts), gold=True, folders=folders)

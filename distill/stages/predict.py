@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
@@ -19,6 +20,7 @@ from ..config import Engine, PredictModel
 from ..data import FORMATS, file_format
 from ..errors import DistillError
 from ..predictions import CHUNK_ROWS, check_labels, predict_file, predict_frame
+from ..review.estimate import FEW_FOR_THRESHOLD, pick_threshold, threshold_table
 from ..students.load import load_classifier
 from ..teachers import build_teacher
 
@@ -56,6 +58,41 @@ def frame_predictor(cfg: DictConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
                    threshold=cfg.predict.threshold, positive_label=cfg.predict.positive_label)
 
 
+def threshold_from_answers(cfg: DictConfig, predict_proba, labels: list[str]) -> float:
+    """predict.threshold from the person's answers to the random review sample and a target precision or
+    recall (review/estimate.py: threshold_table, pick_threshold)."""
+    p = cfg.predict
+    if p.target_precision is not None and p.target_recall is not None:
+        raise DistillError("set predict.target_precision or predict.target_recall, not both")
+    target, key = (p.target_precision, "precision") if p.target_precision is not None else (p.target_recall, "recall")
+    if len(labels) != 2:
+        raise DistillError(f"predict.target_{key} applies to binary tasks; these labels are {labels}")
+    if not 0 < target <= 1:
+        raise DistillError(f"predict.target_{key} must be in (0, 1], got {target}")
+    if p.threshold is not None:
+        raise DistillError(f"set predict.threshold or predict.target_{key}, not both")
+    check_labels(labels, p.positive_label)
+    answers = artifacts.review_answers(cfg)
+    random = answers.part("random")
+    if len(random) < FEW_FOR_THRESHOLD:
+        raise DistillError(f"predict.target_{key}: {len(random)} answered texts of the random review sample, fewer "
+                           f"than the {FEW_FOR_THRESHOLD} a threshold needs; run `distill stage=review` and fill in "
+                           f"the `gold` column of its random rows (review.answers={cfg.review.answers})")
+    positive = labels.index(p.positive_label) if p.positive_label else 1
+    texts = [answers.texts[i] for i in random]
+    gold = np.array([answers.gold_ids[i] for i in random])
+    table = threshold_table(predict_proba(texts, p.batch_size)[:, positive], gold == positive)
+    best = pick_threshold(table, **{key: target})
+    if best is None:
+        top = max((r[key] or 0.0) for r in table)
+        raise DistillError(f"predict.target_{key}={target}: no threshold reaches it on the {len(texts)} reviewed "
+                           f"random texts (at best {top:.2f}); lower the target or review more texts")
+    log.info("predict: threshold %.2f for %s %.2f (precision %.2f, recall %.2f, %s predicted %s, on %d reviewed "
+             "random texts)", best["threshold"], key, target, best["precision"] or 0, best["recall"] or 0,
+             f"{100 * best['share_positive']:.0f}%", labels[positive], len(texts))
+    return float(best["threshold"])
+
+
 def run(cfg: DictConfig) -> dict:
     if not cfg.input:
         raise DistillError("stage=predict needs a file: python -m distill stage=predict input=FILE "
@@ -70,6 +107,9 @@ def run(cfg: DictConfig) -> dict:
     # Loaded here with either engine: a bad student path fails at once, an ONNX variant is exported once
     # (not by every actor), and the labels are known.
     predict_proba, labels, name = classifier(cfg)
+    if cfg.predict.target_precision is not None or cfg.predict.target_recall is not None:
+        cfg = cfg.copy()
+        cfg.predict.threshold = threshold_from_answers(cfg, predict_proba, labels)
     columns = text_columns(cfg)
     if cfg.predict.engine == Engine.ray:
         from .. import ray_engine

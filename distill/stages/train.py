@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from .. import artifacts
 from ..labelstore import read_labels, read_weights
+from ..review.answers import with_answers
 from ..runtime.device import is_main_process
 from ..students.folder import is_trained, trained_summary
 from ..students.trainers import train_student
@@ -37,15 +38,22 @@ def run(cfg: DictConfig) -> dict:
         weights = weights[keep] if weights is not None else None
         log.info("train: %d of the %d labelled texts kept out of training, for eval to score the student against "
                  "the teacher (no gold labels; train.holdout)", len(held), len(keep) + len(held))
+    answers = artifacts.review_answers(cfg)
+    texts, probs, weights, learned = with_answers(texts, probs, weights, answers, cfg.review.gold_weight)
+    if learned:
+        log.info("train: %d reviewed texts learn their gold label (review.gold_weight=%s); %d of the random review "
+                 "sample are kept out, for eval's estimates", learned["answers_trained_on"], cfg.review.gold_weight,
+                 learned["random_answers_kept_out"])
     if len(texts) < FEW_TEXTS:
         log.warning("train: only %d texts to learn from; a student needs more to copy its teacher well (tried on "
                     "71 reviews, one agreed with the teacher on half of the texts it had not seen, against about "
                     "85%% from 1,800): label more texts if you have them (a bigger file, data.pool_size)", len(texts))
     summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir, weights=weights,
                             holdout={"fraction": share, "seed": cfg.train.seed, "n_texts": len(held)})
+    summary.update(learned)
     if not is_main_process():
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}
-    artifacts.record_student(out_dir, labels_path, cfg)
+    artifacts.record_student(out_dir, labels_path, cfg, **({"answers": learned} if learned else {}))
     log.info("train: %s student on %d %s teacher labels in %.0f s -> %s", cfg.student.name, len(texts),
              cfg.train.targets, summary.get("seconds", 0.0), out_dir)
     return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}

@@ -63,10 +63,11 @@ def run(cfg: DictConfig) -> dict:
             continue
         predictions = combiner.predict(split)
         probs = predictions[weak.label_model]
-        flags, weights = find_noise(weak, split, combiner.votes(split), probs)
+        flags, suggested, weights = find_noise(weak, split, combiner.votes(split), probs)
         path = out_dir / f"{name}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame(split, sources, labels, probs, flags, weights).to_parquet(path.with_suffix(".tmp"), index=False)
+        table = frame(split, sources, labels, probs, flags, weights, suggested)
+        table.to_parquet(path.with_suffix(".tmp"), index=False)
         os.replace(path.with_suffix(".tmp"), path)
         results[name] = (predictions, probs, flags, weights, path)
 

@@ -124,25 +124,29 @@ def check_weak(weak: DictConfig | None) -> DictConfig:
 
 
 def find_noise(weak: DictConfig, split: SplitVotes, votes: np.ndarray, probs: np.ndarray):
-    """Confident-learning report and weights for one split's combined labels (None when noise=off)."""
+    """Confident-learning flags, the label suggested for each flagged text (-1 elsewhere) and the weights of
+    one split's combined labels (flags and suggestions None when noise=off)."""
     hard = probs.argmax(1)
     evidence = votes.sum((1, 2)) > 0  # a text no source voted on carries no label at all
     w = evidence.astype(np.float64)
     if weak.noise == "off" or len(np.unique(hard[evidence])) < 2 or evidence.sum() < 2 * weak.folds:
-        return None, w
+        return None, None, w
     x = noise.features(split.texts, votes, weak.noise_features)
     report = noise.confident_flags(noise.out_of_sample_probs(x[evidence], hard[evidence], probs.shape[1],
                                                              weak.folds, weak.seed), hard[evidence])
     w[evidence] = noise.weights(report, hard[evidence], "off" if weak.noise == "flag" else weak.noise)
     flags = np.zeros(len(hard), dtype=bool)
     flags[evidence] = report.flags
-    return flags, w
+    suggested = np.full(len(hard), -1)
+    suggested[evidence] = np.where(report.flags, report.suggested, -1)
+    return flags, suggested, w
 
 
 def frame(split: SplitVotes, sources: list[Source], labels: list[str], probs: np.ndarray,
-          flags, weights: np.ndarray) -> pd.DataFrame:
+          flags, weights: np.ndarray, suggested: np.ndarray | None = None) -> pd.DataFrame:
     """The labelstore columns (id, text, prob_*, label, confidence), then vote.<source>,
-    <teacher>.prob_<label>, noisy and weight."""
+    <teacher>.prob_<label>, noisy, noise_suggests (the label the noise filter suggests for a flagged text)
+    and weight."""
     best = probs.argmax(1)
     out = {"id": np.arange(len(split.texts)), "text": split.texts}
     out.update({col: probs[:, k].astype(np.float32) for k, col in enumerate(prob_columns(labels))})
@@ -154,6 +158,8 @@ def frame(split: SplitVotes, sources: list[Source], labels: list[str], probs: np
             for k, col in enumerate(prob_columns(labels)):
                 out[f"{source.name}.{col}"] = split.probs[source.name][:, k].astype(np.float32)
     out["noisy"] = flags if flags is not None else np.zeros(len(best), dtype=bool)
+    out["noise_suggests"] = [labels[i] if i >= 0 else None for i in suggested] if suggested is not None else \
+        [None] * len(best)
     out["weight"] = weights.astype(np.float32)
     return pd.DataFrame(out)
 

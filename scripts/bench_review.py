@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""The review loop, with the gold labels of a shared data set playing the person who answers the queue.
+
+(a) Are the intervals honest? For each of `--seeds` seeds, a review round's random part (`--random` texts,
+    drawn as stage=review draws it) is answered from gold; the teacher's accuracy on it gets a 95% Wilson
+    interval, and we count how often that interval covers the teacher's accuracy on the whole held-out set.
+    Close to 95% is right; far below would mean the interval lies.
+(b) Do the chosen texts teach more than random ones? One round of `--random` random + `--chosen` chosen
+    texts is answered and fed back (the chosen ones join training with their gold label, the random ones are
+    kept out for the estimate), against the same number of random texts all joining training. Each student
+    is scored on the held-out gold set, beside the student trained without answers.
+
+Writes outputs/bench/review.json and review.md.
+
+    python scripts/bench_review.py                                   # sst2, ag_news, sms_spam
+    python scripts/bench_review.py --datasets sst2 --seeds 20 --skip-training
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from distill import artifacts
+from distill.config import CONF_DIR, load_config
+from distill.data import load_heldout, pool_gold
+from distill.evaluation.intervals import wilson
+from distill.evaluation.metrics import label_ids, markdown_table
+from distill.evaluation.timing import machine, write_bench
+from distill.labelstore import read_labels
+from distill.review.queue import compose
+from distill.stages import run_stage
+from distill.stages.review import candidates
+from distill.students.load import load_classifier
+
+DATASETS = "sst2,ag_news,sms_spam"
+
+
+def config(data: str, extra: list[str], answers: str = "null"):
+    preset = f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
+    return load_config([preset, f"review.answers={answers}", *extra])
+
+
+def answered(queue: pd.DataFrame, gold: list, rows: np.ndarray, part: str | None = None) -> pd.DataFrame:
+    """The queue with its `gold` column filled from the data set's gold labels."""
+    out = queue.copy()
+    out["gold"] = [gold[int(rows[i])] for i in out["id"]]
+    if part:
+        out["part"] = part
+    return out[out["gold"].notna()]
+
+
+def student_accuracy(folder: Path, texts: list[str], gold: np.ndarray, batch_size: int = 64) -> float:
+    probs = load_classifier(folder, device="auto").predict_proba(texts, batch_size=batch_size)
+    return float((probs.argmax(1) == gold).mean())
+
+
+def run_data(data: str, args, extra: list[str]) -> dict:
+    cfg = config(data, extra)
+    cfg.stage = "all"
+    base = run_stage(cfg)  # labels, the student without answers and its eval (all cached when done before)
+    labels, data_dir = list(cfg.data.labels), os.path.expanduser(cfg.paths.data)
+    held = load_heldout(cfg.data, data_dir)
+    held_gold = label_ids(held.gold, labels)
+    teacher_held = read_labels(artifacts.labels_file(cfg, "heldout"), labels)[1]
+    teacher_accuracy = float((teacher_held.argmax(1) == held_gold).mean())
+    gold = pool_gold(cfg.data, data_dir)
+    c = candidates(cfg)
+    if c.rows is None:
+        raise SystemExit(f"{data}: the label file has no `row` column to find the gold labels by")
+    rows = np.asarray(c.rows)
+    teacher_pred = c.teacher.argmax(1)
+
+    covered, widths = [], []
+    for seed in range(args.seeds):
+        queue = compose(c, args.random, args.random, seed)
+        ids = queue["id"].to_numpy()
+        right = sum(labels[teacher_pred[i]] == gold[int(rows[i])] for i in ids)
+        low, high = wilson(right, len(ids))
+        covered.append(low <= teacher_accuracy <= high)
+        widths.append(high - low)
+    result = {"data": data, "teacher_heldout_accuracy": teacher_accuracy, "n_heldout": len(held.texts),
+              "seeds": args.seeds, "random": args.random, "coverage": float(np.mean(covered)),
+              "mean_interval_width": float(np.mean(widths)),
+              "student_without_answers": float(base["eval"]["student_accuracy"])}
+    if args.skip_training:
+        return result
+
+    folder = artifacts.review_dir(cfg).parent.parent / "bench" / "review" / data
+    folder.mkdir(parents=True, exist_ok=True)
+    queue = answered(compose(c, args.random + args.chosen, args.random, 0), gold, rows)
+    queue.to_csv(folder / "chosen.csv", index=False)
+    rng = np.random.default_rng(1)
+    pick = rng.choice(len(c.texts), size=args.random + args.chosen, replace=False)
+    plain = pd.DataFrame({"id": pick, "text": [c.texts[i] for i in pick], "gold": ""})
+    answered(plain, gold, rows, part="given").to_csv(folder / "random.csv", index=False)
+    for name in ("chosen", "random"):
+        trained = run_stage(config(data, extra + ["stage=train"], answers=str(folder / f"{name}.csv")))
+        result[f"student_with_{name}_answers"] = student_accuracy(Path(trained["student_dir"]), held.texts, held_gold)
+        result[f"{name}_answers_trained_on"] = trained.get("answers_trained_on")
+    result["gain_chosen"] = result["student_with_chosen_answers"] - result["student_without_answers"]
+    result["gain_random"] = result["student_with_random_answers"] - result["student_without_answers"]
+    return result
+
+
+def render(rows: list[dict], meta: dict) -> str:
+    table = markdown_table(
+        ["data", "teacher (held-out)", f"coverage of the 95% interval ({rows[0]['seeds']} seeds)", "mean width",
+         "student", "+ 100 random & 100 chosen answers", "+ 200 random answers"],
+        [[r["data"], r["teacher_heldout_accuracy"], f"{100 * r['coverage']:.0f}%",
+          f"{100 * r['mean_interval_width']:.1f} pt", r["student_without_answers"],
+          f"{r['student_with_chosen_answers']:.4f} ({100 * r['gain_chosen']:+.1f} pt)" if "gain_chosen" in r else "-",
+          f"{r['student_with_random_answers']:.4f} ({100 * r['gain_random']:+.1f} pt)" if "gain_random" in r else "-"]
+         for r in rows])
+    m = meta["machine"]
+    return (f"{table}\n\nCoverage: how often the Wilson interval from {rows[0]['random']} random reviewed texts "
+            f"held the teacher's accuracy on the whole held-out set. Students scored on the held-out gold. "
+            f"On {m['cpu_summary']}, {m['cores']} cores, {meta['date']}.\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=DATASETS)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--random", type=int, default=100)
+    parser.add_argument("--chosen", type=int, default=100)
+    parser.add_argument("--skip-training", action="store_true", help="only the interval coverage (a)")
+    parser.add_argument("--out", default="outputs/bench/review.json")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    meta = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "overrides": args.overrides}
+    rows = [run_data(data, args, list(args.overrides)) for data in args.datasets.split(",")]
+    write_bench(args.out, {"_meta": meta, "rows": rows}, render(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
