@@ -253,8 +253,10 @@ def find_student(cfg: DictConfig, key: str = "eval.student_path") -> Path:
     explicit = OmegaConf.select(cfg, key)
     path = expand(explicit) if explicit else student_dir(cfg)
     if not is_student(path):
-        raise DistillError(f"no trained student at {path}: run `python -m distill stage=train` with the same "
-                           f"overrides first, or set {key}")
+        answered = "" if explicit or answers_identity(cfg) is None else \
+            " (your review answers change the student: `distill` retrains it with them)"
+        raise DistillError(f"no trained student at {path}{answered}: run `python -m distill stage=train` with the "
+                           f"same overrides first, or set {key}")
     return path
 
 

@@ -257,3 +257,54 @@ def test_the_review_loop_from_the_python_api(own):
     assert not set(second["text"]) & set(queue["text"])
     with pytest.raises(DistillError, match="gold 'maybe' is not one of the labels"):
         distill.estimate(queue.assign(gold="maybe"), labels)
+
+
+def test_threshold_table_and_the_threshold_for_a_target():
+    from distill.review.estimate import pick_threshold, threshold_table
+
+    probs = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.3])
+    positive = np.array([True, True, False, True, False, False])
+    table = threshold_table(probs, positive, thresholds=[0.5, 0.75])
+    assert table[0] == {"threshold": 0.5, "precision": 0.75, "recall": 1.0, "f1": pytest.approx(6 / 7),
+                        "share_positive": pytest.approx(4 / 6)}
+    assert table[1]["precision"] == 1.0 and table[1]["recall"] == pytest.approx(2 / 3)
+    assert pick_threshold(table, precision=0.9)["threshold"] == 0.75
+    assert pick_threshold(table, recall=0.9)["threshold"] == 0.5
+    assert pick_threshold(table, precision=1.01) is None
+
+
+def test_predict_sets_its_threshold_from_the_reviewed_random_sample(own, tmp_path):
+    from test_own_data import REVIEWS, write_reviews
+
+    pd.DataFrame({"review": [f"{REVIEWS[i % 8]} number {i}" for i in range(400)]}).to_csv(tmp_path / "reviews.csv")
+    write_reviews(tmp_path / "new.csv", n=10)
+    base = FILE + own + ["review.size=40", "review.random=35"]
+    for stage in ("label", "train"):
+        run_stage(load_config(base + [f"stage={stage}"]))
+    predict = base + ["stage=predict", "input=new.csv"]
+    with pytest.raises(DistillError, match="0 answered texts of the random review sample, fewer than the 30"):
+        run_stage(load_config(predict + ["predict.target_precision=0.5"]))
+    queue = Path(run_stage(load_config(base + ["stage=review"]))["queue"])
+    fill(queue, sentiment)
+    with pytest.raises(DistillError, match="review answers change the student"):
+        run_stage(load_config(predict + ["predict.target_recall=0.5"]))
+    run_stage(load_config(base + ["stage=train"]))  # the chosen texts' answers join training: a new student
+    out = run_stage(load_config(predict + ["predict.target_recall=0.5"]))
+    assert 0 < out["threshold"] < 1
+    with pytest.raises(DistillError, match=r"predict.target_precision must be in \(0, 1\], got 1.01"):
+        run_stage(load_config(predict + ["predict.target_precision=1.01"]))
+    with pytest.raises(DistillError, match="not both"):
+        run_stage(load_config(predict + ["predict.target_precision=0.5", "predict.threshold=0.5"]))
+
+
+def test_gold_eval_carries_intervals_and_the_paired_test(own, tmp_path):
+    from test_own_data import write_reviews
+
+    write_reviews(tmp_path / "reviews.csv", gold=True)
+    result = run_stage(load_config(FILE + own + ["data.label_column=sentiment", "eval.variants=[torch]"]))["eval"]
+    teacher, student = result["models"][0], result["models"][1]
+    low, high = teacher["accuracy_ci"]
+    assert low <= teacher["accuracy"] <= high and len(student["macro_f1_ci"]) == 2
+    assert student["vs_teacher"]["n"] == 8 and 0 <= student["vs_teacher"]["p_value"] <= 1
+    table = (Path(result["eval_dir"]) / "metrics.md").read_text()
+    assert "accuracy [95% CI]" in table and "(McNemar)" in table and "M |" in table

@@ -347,3 +347,18 @@ def test_weak_supervision_without_gold_labels(weak_cfg):
     metrics = evaluate.run(cfg)
     assert metrics["gold"] is False and metrics["models"][0]["kind"] == "weak"
     assert 0 <= metrics["models"][1]["agreement_with_teacher"] <= 1
+
+
+def test_a_review_queue_under_weak_supervision_shows_every_source_and_the_noise_suggestion(weak_cfg):
+    from distill.stages import run_stage
+
+    cfg = weak_cfg("review.size=20", "review.random=5")
+    weak.run(cfg)
+    pool = pd.read_parquet(artifacts.weak_dir(cfg) / "pool.parquet")
+    assert pool.loc[pool.noisy, "noise_suggests"].notna().all() and pool.loc[~pool.noisy, "noise_suggests"].isna().all()
+    assert (pool.loc[pool.noisy, "noise_suggests"] != pool.loc[pool.noisy, "label"]).all()
+    cfg.stage = "review"
+    out = run_stage(cfg)
+    queue = pd.read_csv(out["queue"], encoding="utf-8-sig")
+    assert {"vote.deberta-v3-nli", "vote.kw_positive", "noise_suggests", "teacher_label", "gold"} <= set(queue.columns)
+    assert out["random"] == 5 and len(queue) == 20 and queue["text"].is_unique
