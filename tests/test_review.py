@@ -308,3 +308,47 @@ def test_gold_eval_carries_intervals_and_the_paired_test(own, tmp_path):
     assert student["vs_teacher"]["n"] == 8 and 0 <= student["vs_teacher"]["p_value"] <= 1
     table = (Path(result["eval_dir"]) / "metrics.md").read_text()
     assert "accuracy [95% CI]" in table and "(McNemar)" in table and "M |" in table
+
+
+# --- Label Studio --------------------------------------------------------------------------------------
+
+def test_label_studio_tasks_carry_the_models_labels_and_an_export_reads_back_as_answers(tmp_path):
+    from distill.review.labelstudio import labeling_config, read_export, to_tasks
+
+    queue = compose(candidates(), 10, 4, seed=0)
+    tasks = to_tasks(queue)
+    assert len(tasks) == 10 and "gold" not in tasks[0]["data"]
+    assert tasks[0]["data"]["text"] == queue["text"].iloc[0] and tasks[0]["data"]["part"] == queue["part"].iloc[0]
+    teacher, student = tasks[0]["predictions"]
+    assert teacher["model_version"] == "teacher" and student["model_version"] == "student"
+    assert teacher["result"][0]["value"]["choices"] == [queue["teacher_label"].iloc[0]]
+    assert teacher["result"][0]["from_name"] == "label" and teacher["result"][0]["to_name"] == "text"
+    json_dumped = json.dumps(tasks)  # plain JSON: no numpy values left
+    assert "NaN" not in json_dumped
+    config = labeling_config(["neg & bad", "positive"])
+    assert '<Choice value="neg &amp; bad"/>' in config and 'toName="text"' in config
+
+    def annotated(task, label, cancelled=False, when="2026-12-03T10:00:00Z"):
+        return {"result": [{"from_name": "label", "to_name": "text", "type": "choices",
+                            "value": {"choices": [label]}}], "was_cancelled": cancelled, "updated_at": when}
+
+    export = []
+    for n, task in enumerate(tasks):
+        done = {"id": n + 1, "data": task["data"], "predictions": task["predictions"], "annotations": []}
+        if n == 0:  # corrected later: the latest annotation counts
+            done["annotations"] = [annotated(task, "negative"), annotated(task, "positive", when="2026-12-03T11:00Z")]
+        elif n == 1:  # cancelled: no answer
+            done["annotations"] = [annotated(task, "positive", cancelled=True)]
+        elif n < 6:
+            done["annotations"] = [annotated(task, "negative")]
+        export.append(done)
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    frame = read_export(path)
+    assert list(frame["gold"]) == ["positive", "", "negative", "negative", "negative", "negative", "", "", "", ""]
+    answers = read_answers([path], LABELS)
+    assert len(answers) == 5 and answers.n_blank == 5 and answers.texts[0] == queue["text"].iloc[0]
+    assert answers.parts == list(queue["part"].iloc[[0, 2, 3, 4, 5]])
+    path.write_text('{"not": "a list"}')
+    with pytest.raises(DistillError, match="not a Label Studio JSON export"):
+        read_answers([path], LABELS)

@@ -3,7 +3,8 @@ and `gold` columns), checked against the label list.
 
 Blank `gold` cells are skipped and counted; a value that is not a label (after ignoring case and surrounding
 spaces) is a one-line error naming the file and the row; the same text answered twice with different labels
-is an error naming both places. A row's `part` (random / chosen) says what it may be used for; a table
+is an error naming both places. A Label Studio JSON export (`.json`, review/labelstudio.py) reads the same way,
+a task standing for a row. A row's `part` (random / chosen) says what it may be used for; a table
 without that column counts as `given`: used in training, never as the random sample behind an estimate.
 """
 from __future__ import annotations
@@ -60,6 +61,11 @@ def read_answers(paths: list[Path], labels: list[str]) -> Answers:
     """Every filled `gold` cell of these files (see the module docstring)."""
     out = Answers(files=[str(p) for p in paths])
     for path in paths:
+        if Path(path).suffix.lower() == ".json":  # a Label Studio export
+            from .labelstudio import read_export
+
+            add_frame(out, read_export(path), labels, f"{path} (Label Studio)", first_row=1)
+            continue
         fmt = file_format(path, key="review.answers")
         first_row = 2 if fmt in ("csv", "tsv") else 1  # a spreadsheet's row number: the header is row 1
         for frame in read_frames(path, fmt, key="review.answers", encoding="utf-8-sig"):

@@ -23,6 +23,7 @@ from .. import artifacts
 from ..errors import DistillError
 from ..labelstore import read_labels
 from ..review.answers import answer_files, read_answers
+from ..review.labelstudio import write_tasks
 from ..review.queue import REASONS, Candidates, compose
 from ..students.folder import is_trained
 from ..students.load import load_classifier
@@ -99,9 +100,10 @@ def run(cfg: DictConfig) -> dict:
     jsonl = path.with_suffix(".jsonl")
     queue.to_json(jsonl.with_name(jsonl.name + ".tmp"), orient="records", lines=True, force_ascii=False)
     jsonl.with_name(jsonl.name + ".tmp").replace(jsonl)
+    studio = write_tasks(queue, labels, path.with_suffix(".labelstudio.json"))
     counts = {"random": int((queue["part"] == "random").sum()), "chosen": int((queue["part"] == "chosen").sum())}
     reasons = {text: int(queue["why"].str.startswith(text).sum()) for text in REASONS.values()}
-    artifacts.write_json(path.with_suffix(".json"), {
+    artifacts.write_json(path.with_suffix(".meta.json"), {
         "queue": str(path), "counts": counts, "reasons": reasons, "answered_before": len(answered), "labels": labels,
         "labels_path": str(artifacts.trained_labels(cfg)), "seed": review.seed})
     why = ", ".join(f"{n} {text}" for text, n in reasons.items() if n)
@@ -110,6 +112,9 @@ def run(cfg: DictConfig) -> dict:
           + (f" ({why})" if why else "") + (f"; {len(answered)} answered before are left out" if len(answered) else "")
           + f"\n  Fill the `gold` column with one of: {', '.join(labels)} (leave a cell empty to skip it), save the "
           f"file as CSV, then run `distill` again:\n  eval reports accuracy on your answers with 95% intervals, and "
-          f"the chosen texts' answers join training.")
-    return {"queue": str(path), "jsonl": str(jsonl), **counts, "answered_before": len(answered),
+          f"the chosen texts' answers join training.\n  Or in Label Studio: import {studio.name} into a project "
+          f"labelled with {studio.parent / 'labelstudio.xml'}, export it as JSON, and run "
+          f"`distill review.answers=<export>.json`.")
+    return {"queue": str(path), "jsonl": str(jsonl), "labelstudio": str(studio), **counts,
+            "answered_before": len(answered),
             "reasons": json.loads(json.dumps(reasons))}
