@@ -92,7 +92,7 @@ def weak_identity(cfg: DictConfig) -> dict:
         "teachers": {name: teacher_identity(teacher_config(cfg, name, spec)) for name, spec in active_teachers(weak)},
         "lfs": lf_identity(weak),
         "settings": settings,
-    }
+    } | ({"answers": answers} if (answers := answers_identity(cfg)) else {})
 
 
 def weak_dir(cfg: DictConfig) -> Path:

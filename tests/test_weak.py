@@ -362,3 +362,41 @@ def test_a_review_queue_under_weak_supervision_shows_every_source_and_the_noise_
     queue = pd.read_csv(out["queue"], encoding="utf-8-sig")
     assert {"vote.deberta-v3-nli", "vote.kw_positive", "noise_suggests", "teacher_label", "gold"} <= set(queue.columns)
     assert out["random"] == 5 and len(queue) == 20 and queue["text"].is_unique
+
+
+def test_answers_anchor_dawid_skene():
+    """Known labels are held fixed through EM: the sources' accuracies follow them (right answers keep the
+    good source's, wrong ones pull it down) and the known texts keep their labels."""
+    rng = np.random.default_rng(3)
+    n = 400
+    gold = rng.integers(0, 2, n)
+    good = np.where(rng.random(n) < 0.9, gold, 1 - gold)
+    bad = np.where(rng.random(n) < 0.55, gold, 1 - gold)
+    votes = one_hot(np.stack([good, bad], 1), 2)
+    known = np.full(n, -1)
+    known[:40] = gold[:40]
+    anchored = DawidSkene(2).fit(votes, known=known)
+    acc = anchored.accuracies()
+    assert acc[0] > 0.85 and acc[1] < 0.65
+    post = anchored.predict_proba(votes)
+    assert (post[:40].argmax(1) == gold[:40]).mean() > 0.85
+    with_known = DawidSkene(2).fit(votes, known=np.where(np.arange(n) < 40, 1 - gold, -1))  # wrong answers move it
+    assert with_known.accuracies()[0] < acc[0]
+
+
+def test_reviewed_answers_anchor_the_weak_label_model(weak_cfg, tmp_path):
+    cfg = weak_cfg()
+    first = weak.run(cfg)
+    pool = pd.read_parquet(first["labels_path"])
+    answers = tmp_path / "answers.csv"
+    pd.DataFrame({"text": pool["text"][:12], "gold": ["positive" if any(w in t for w in ("great", "good", "love", "fine"))
+                                                         else "negative" for t in pool["text"][:12]],
+                  "part": ["random"] * 4 + ["chosen"] * 8}).to_csv(answers, index=False)
+    anchored_cfg = weak_cfg(f"review.answers={answers}")
+    assert artifacts.weak_dir(anchored_cfg) != artifacts.weak_dir(cfg)  # answers change the combined labels' key
+    weak.run(anchored_cfg)
+    summary = json.loads((artifacts.weak_dir(anchored_cfg) / "summary.json").read_text())
+    chosen = set(pool["text"][4:12]) - set(pool["text"][:4])  # a text answered twice keeps its first answer
+    assert summary["anchored_by_answers"] == pool["text"].isin(chosen).sum()  # the random ones are kept apart
+    assert summary["reviewed_accuracy"]["kw_positive"]["n"] <= 4
+    assert 0 <= summary["reviewed_accuracy"]["deberta-v3-nli"]["accuracy"] <= 1

@@ -46,6 +46,33 @@ def collect(cfg: DictConfig, sources: list[Source], split: str, texts: list[str]
     return out
 
 
+def anchors(cfg: DictConfig, texts: list[str]):
+    """([N] the label a person gave each pool text in a review, -1 elsewhere; the answers). The random part
+    is left out: it is what the estimates rest on."""
+    answers = artifacts.review_answers(cfg)
+    given = {t: g for t, g, part in zip(answers.texts, answers.gold_ids, answers.parts) if part != "random"}
+    known = np.array([given.get(t, -1) for t in texts])
+    if (known >= 0).any():
+        log.info("weak: %d reviewed texts anchor the label model (their answers held fixed)", int((known >= 0).sum()))
+    return known, answers
+
+
+def reviewed_accuracy(sources: list[Source], pool: SplitVotes, answers, labels: list[str]) -> dict | None:
+    """Each source's accuracy on the random review sample (where it voted): what the answers say of it."""
+    random = {answers.texts[i]: answers.gold_ids[i] for i in answers.part("random")}
+    rows = [i for i, t in enumerate(pool.texts) if t in random]
+    if not rows:
+        return None
+    gold = np.array([random[pool.texts[i]] for i in rows])
+    out = {}
+    for source in sources:
+        ids = np.asarray(pool.ids[source.name])[rows]
+        voted = ids >= 0
+        out[source.name] = {"n": int(voted.sum()),
+                            "accuracy": float((ids[voted] == gold[voted]).mean()) if voted.any() else None}
+    return out
+
+
 def run(cfg: DictConfig) -> dict:
     weak = check_weak(cfg.get("weak"))
     labels, data_dir = list(cfg.data.labels), os.path.expanduser(cfg.paths.data)
@@ -55,7 +82,8 @@ def run(cfg: DictConfig) -> dict:
     heldout = load_heldout(cfg.data, data_dir) if gold_data else None  # gold stays aside until all is fitted
     held = collect(cfg, sources, "heldout", heldout.texts) if gold_data else None
 
-    combiner = Combiner(weak, sources, labels).fit(pool)
+    known, answers = anchors(cfg, pool.texts)
+    combiner = Combiner(weak, sources, labels).fit(pool, known=known)
     out_dir = artifacts.weak_dir(cfg)
     results = {}
     for name, split in (("pool", pool), ("heldout", held)):
@@ -74,6 +102,8 @@ def run(cfg: DictConfig) -> dict:
     # Scoring only: held-out gold against every source and label model.
     gold = label_ids(heldout.gold, labels) if gold_data else None
     summary = summarise(cfg, sources, combiner, pool, held, results, gold)
+    summary["anchored_by_answers"] = int((known >= 0).sum())
+    summary["reviewed_accuracy"] = reviewed_accuracy(sources, pool, answers, labels)
     artifacts.write_json(out_dir / "summary.json", summary)
     (out_dir / "summary.md").write_text(render(summary))
     print("\n" + render(summary))

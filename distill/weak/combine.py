@@ -78,10 +78,11 @@ class Combiner:
             self.temperatures[source.name] = calibration.fit_temperature(pool.probs[source.name][decided],
                                                                          consensus[decided].argmax(1))
 
-    def fit(self, pool: SplitVotes) -> "Combiner":
+    def fit(self, pool: SplitVotes, known: np.ndarray | None = None) -> "Combiner":
+        """`known` [N]: the label a person gave a pool text (-1 elsewhere): it anchors Dawid-Skene."""
         if self.weak.calibrate:
             self.calibrate(pool)
-        self.models = {soft: self.dawid_skene().fit(self.votes(pool, soft)) for soft in (True, False)}
+        self.models = {soft: self.dawid_skene().fit(self.votes(pool, soft), known=known) for soft in (True, False)}
         return self
 
     def votes(self, split: SplitVotes, soft: bool | None = None) -> np.ndarray:

@@ -116,17 +116,23 @@ class DawidSkene:
         evidence = np.einsum("nsj,skj,s->nk", outcomes, log_confusion, w)
         return np.log(self.prior_) + evidence
 
-    def fit(self, votes: np.ndarray, init: np.ndarray | None = None) -> "DawidSkene":
-        """Estimate the confusions and the prior from unlabelled votes; `init` [N, K]: starting posteriors."""
+    def fit(self, votes: np.ndarray, init: np.ndarray | None = None, known: np.ndarray | None = None) -> "DawidSkene":
+        """Estimate the confusions and the prior from the votes; `init` [N, K]: starting posteriors; `known` [N]:
+        a text's true label where a person gave it (-1 elsewhere), held fixed through EM, so the sources'
+        confusions are anchored on real answers and not only on how the sources agree."""
         votes = np.asarray(votes, dtype=np.float64)
-        # Texts no source voted on are left out of the fit: nothing in them says which class they are,
-        # and EM would otherwise make "everyone abstained" the mark of whichever class took them first.
-        voted = votes.sum((1, 2)) > 0
-        votes = votes[voted]
+        known = np.full(len(votes), -1) if known is None else np.asarray(known)
+        # Texts no source voted on are left out of the fit (unless a person labelled them): nothing in them
+        # says which class they are, and EM would otherwise make "everyone abstained" the mark of whichever
+        # class took them first.
+        voted = (votes.sum((1, 2)) > 0) | (known >= 0)
+        votes, known = votes[voted], known[voted]
+        clamp = known >= 0
         outcomes = self._outcomes(votes)
         self.abstains_ = outcomes[:, :, -1].sum(0) > 0
         # Start from the soft majority: it fixes which latent class is which label (no label switching).
         posterior = average(votes, self.weights) if init is None else np.asarray(init, dtype=np.float64)[voted]
+        posterior[clamp] = one_hot(known[clamp], self.n_labels)
         prior = self.fixed_prior
         if prior is None and self.prior_from == "vote":
             # The class shares of the (soft) majority, held fixed: EM cannot then trade the class balance for
@@ -148,6 +154,7 @@ class DawidSkene:
             likelihood = float((top[:, 0] + np.log(np.exp(log_post - top).sum(-1))).sum())
             posterior = np.exp(log_post - top)
             posterior /= posterior.sum(-1, keepdims=True)
+            posterior[clamp] = one_hot(known[clamp], self.n_labels)
             if abs(likelihood - self.log_likelihood_) <= self.tol * max(1.0, abs(likelihood)):
                 self.log_likelihood_ = likelihood
                 break
