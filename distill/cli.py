@@ -22,6 +22,7 @@ STAGES = {
     "label": "the teacher labels every text of the pool, keeping each label's probability",
     "train": "a small student learns from the teacher's labels",
     "eval": "teacher and students side by side: quality (with or without gold), speed, size; report.md",
+    "review": "texts for you to label (a CSV to fill in): a random sample for estimates, and the doubtful ones",
     "predict": "label a new file (input=FILE) with the student (or the teacher)",
     "recipe": "the steps of a recipe (recipe=fast|balanced|best): the chain of stages that makes a student",
     "prune": "a narrower, faster copy of a trained student (prune.ffn_size=N, prune.drop_layers=K)",
@@ -31,6 +32,7 @@ STAGES = {
 EXAMPLES = """\
   distill init reviews.csv --labels negative,positive   # your own file: writes ./distill.yaml
   distill                                              # then label -> train -> eval, the report's path at the end
+  distill stage=review                                 # texts to check; fill the `gold` column, run `distill` again
   distill stage=predict input=new_reviews.csv          # label new texts with the student
 
   distill data=file data.pool.path=tickets.jsonl 'data.text_columns=[body]' 'data.labels=[billing,bug,other]'
