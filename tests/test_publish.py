@@ -220,7 +220,7 @@ def test_richer_metrics_and_plots_reach_the_card(trained, tmp_path):
     text = (folder / "README.md").read_text()
     assert "![Speed vs accuracy](images/speed_vs_accuracy.png)" in text
     for needle in ("| ECE |", "latency ms p95", "minilm (onnx-int8)", "### Per label", "### Confusion matrix",
-                   "expected calibration error 0.042"):
+                   "expected calibration error 0.042", "| 0.1M |", "95% CI"):
         assert needle in text, needle
     # model-index still describes this model, not the ONNX variant.
     results = {r.metric_type: r.metric_value for r in ModelCard(text).data.eval_results}

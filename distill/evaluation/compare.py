@@ -38,6 +38,9 @@ def measure(name: str, role: str, probs: np.ndarray, gold: np.ndarray | None, sp
             quality["vs_teacher"] = paired_comparison(pred, teacher.argmax(1), gold)
     if teacher is not None and gold is None:  # no gold: what can be known is how the student follows the teacher
         versus = full_report(probs, teacher.argmax(1), labels)
+        pred, said = probs.argmax(1), teacher.argmax(1)
+        quality.update({"agreement_with_teacher_ci": accuracy_interval(pred, said),
+                        "macro_f1_vs_teacher_ci": macro_f1_interval(pred, said, len(labels))})
         quality.update({"agreement_with_teacher": versus["accuracy"], "macro_f1_vs_teacher": versus["macro_f1"],
                         "ece_vs_teacher": versus["ece"], "confusion_vs_teacher": versus["confusion"],
                         "per_class_vs_teacher": versus["per_class"]})
@@ -85,9 +88,14 @@ def render(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str,
                              with_interval(e["macro_f1"], e.get("macro_f1_ci")), e.get("agreement_with_teacher"),
                              e.get("ece")]
     else:
-        header = ["model", "role", "agreement w/ teacher", "macro-F1 vs teacher", "ECE vs teacher", "mean confidence"]
-        quality = lambda e: [e.get("agreement_with_teacher"), e.get("macro_f1_vs_teacher"),  # noqa: E731
-                             e.get("ece_vs_teacher"), (e.get("confidence") or {}).get("mean")]
+        header = ["model", "role", "agreement w/ teacher [95% CI]", "macro-F1 vs teacher [95% CI]", "ECE vs teacher",
+                  "mean confidence"]
+        quality = lambda e: [  # noqa: E731
+            with_interval(e.get("agreement_with_teacher"), e.get("agreement_with_teacher_ci"))
+            if e.get("agreement_with_teacher") is not None else None,
+            with_interval(e.get("macro_f1_vs_teacher"), e.get("macro_f1_vs_teacher_ci"))
+            if e.get("macro_f1_vs_teacher") is not None else None,
+            e.get("ece_vs_teacher"), (e.get("confidence") or {}).get("mean")]
     header += [f"samples/s @{bs}" for bs in batch_sizes] + ["p50 / p95 ms", "MB", "parameters"]
     rows = []
     for e in entries:
