@@ -208,3 +208,23 @@ def test_training_resumes_from_the_last_checkpoint(tiny_encoder, tmp_path, caplo
     assert any("resuming the interrupted training from" in r.message for r in caplog.records)
     assert summary["steps"] == 10  # 40 texts / 8 x 2 epochs: the total, not 10 more
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_checkpoint_left_half_written_by_a_kill_is_not_resumed_from(tmp_path, caplog):
+    """Killed while saving: the newest checkpoint folder has weights but no trainer state. Resuming from it
+    failed with a FileNotFoundError (seen in a real run); the finished one before it is used instead."""
+    from distill.students.finetune import last_checkpoint
+
+    for step, files in ((28, ["model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"]),
+                        (56, ["model.safetensors", "optimizer.pt"]), (7, ["trainer_state.json"])):
+        folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_text("{}")
+    with caplog.at_level("WARNING", logger="distill.students.finetune"):
+        assert last_checkpoint(tmp_path, cfg()) == str(tmp_path / "checkpoints" / "checkpoint-28")
+    assert "checkpoint-56 was not finished" in caplog.text
+    assert last_checkpoint(tmp_path, cfg(resume=False)) is None
+    for folder in (tmp_path / "checkpoints").iterdir():
+        (folder / "trainer_state.json").unlink(missing_ok=True)
+    assert last_checkpoint(tmp_path, cfg()) is None

@@ -25,7 +25,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from .. import tracking
 from ..config import StudentConfig, TrainConfig
@@ -204,11 +203,26 @@ class TimeBudget(TrainerCallback):
         return control
 
 
+CHECKPOINT_DONE = "trainer_state.json"  # the Trainer writes it after the weights, optimizer and scheduler
+
+
 def last_checkpoint(out_dir: Path, train: TrainConfig) -> str | None:
+    """The newest finished checkpoint to resume from. A run killed while saving leaves a checkpoint folder
+    without its trainer state (transformers' own get_last_checkpoint would pick it, and resuming would fail):
+    it is skipped, with a warning, and the one before it is used."""
     folder = Path(out_dir) / "checkpoints"
     if not (train.resume and folder.is_dir()):
         return None
-    found = get_last_checkpoint(str(folder))
+    candidates = sorted((p for p in folder.glob("checkpoint-*") if p.name.rsplit("-", 1)[-1].isdigit()),
+                        key=lambda p: int(p.name.rsplit("-", 1)[-1]), reverse=True)
+    for path in candidates:
+        if (path / CHECKPOINT_DONE).is_file():
+            found = str(path)
+            break
+        log.warning("train: %s was not finished (no %s; the run was stopped while saving it): not resumed from",
+                    path, CHECKPOINT_DONE)
+    else:
+        found = None
     if found:
         log.info("resuming the interrupted training from %s", found)
     return found
