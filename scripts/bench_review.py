@@ -33,6 +33,7 @@ from distill.data import load_heldout, pool_gold
 from distill.evaluation.intervals import wilson
 from distill.evaluation.metrics import label_ids, markdown_table
 from distill.evaluation.timing import machine, write_bench
+from distill.labelling import label_split
 from distill.labelstore import read_labels
 from distill.review.queue import compose
 from distill.stages import run_stage
@@ -63,12 +64,13 @@ def student_accuracy(folder: Path, texts: list[str], gold: np.ndarray, batch_siz
 
 def run_data(data: str, args, extra: list[str]) -> dict:
     cfg = config(data, extra)
-    cfg.stage = "all"
-    base = run_stage(cfg)  # labels, the student without answers and its eval (all cached when done before)
+    for stage in ("label", "train"):  # the labels and the student without answers (cached when made before)
+        cfg.stage = stage
+        base = run_stage(cfg)
     labels, data_dir = list(cfg.data.labels), os.path.expanduser(cfg.paths.data)
     held = load_heldout(cfg.data, data_dir)
     held_gold = label_ids(held.gold, labels)
-    teacher_held = read_labels(artifacts.labels_file(cfg, "heldout"), labels)[1]
+    teacher_held = read_labels(label_split(cfg, "heldout").path, labels)[1]  # labelled by eval before: cached
     teacher_accuracy = float((teacher_held.argmax(1) == held_gold).mean())
     gold = pool_gold(cfg.data, data_dir)
     c = candidates(cfg)
@@ -88,7 +90,7 @@ def run_data(data: str, args, extra: list[str]) -> dict:
     result = {"data": data, "teacher_heldout_accuracy": teacher_accuracy, "n_heldout": len(held.texts),
               "seeds": args.seeds, "random": args.random, "coverage": float(np.mean(covered)),
               "mean_interval_width": float(np.mean(widths)),
-              "student_without_answers": float(base["eval"]["student_accuracy"])}
+              "student_without_answers": student_accuracy(Path(base["student_dir"]), held.texts, held_gold)}
     if args.skip_training:
         return result
 
