@@ -103,27 +103,34 @@ def run_data(data: str, args, extra: list[str]) -> dict:
     pick = rng.choice(len(c.texts), size=args.random + args.chosen, replace=False)
     plain = pd.DataFrame({"id": pick, "text": [c.texts[i] for i in pick], "gold": ""})
     answered(plain, gold, rows, part="given").to_csv(folder / "random.csv", index=False)
-    for name in ("chosen", "random"):
+    # as many random answers in training as the chosen arm has (its random part is kept out, for the estimate)
+    answered(plain.iloc[:args.chosen], gold, rows, part="given").to_csv(folder / "random_half.csv", index=False)
+    for name in ("chosen", "random", "random_half"):
         trained = run_stage(config(data, extra + ["stage=train"], answers=str(folder / f"{name}.csv")))
         result[f"student_with_{name}_answers"] = student_accuracy(Path(trained["student_dir"]), held.texts, held_gold)
         result[f"{name}_answers_trained_on"] = trained.get("answers_trained_on")
     result["gain_chosen"] = result["student_with_chosen_answers"] - result["student_without_answers"]
     result["gain_random"] = result["student_with_random_answers"] - result["student_without_answers"]
+    result["gain_random_half"] = result["student_with_random_half_answers"] - result["student_without_answers"]
     return result
 
 
 def render(rows: list[dict], meta: dict) -> str:
     table = markdown_table(
         ["data", "teacher (held-out)", f"coverage of the 95% interval ({rows[0]['seeds']} seeds)", "mean width",
-         "student", "+ 100 random & 100 chosen answers", "+ 200 random answers"],
+         "student", "+ 100 random & 100 chosen answers", "+ 200 random answers", "+ 100 random answers"],
         [[r["data"], r["teacher_heldout_accuracy"], f"{100 * r['coverage']:.0f}%",
           f"{100 * r['mean_interval_width']:.1f} pt", r["student_without_answers"],
           f"{r['student_with_chosen_answers']:.4f} ({100 * r['gain_chosen']:+.1f} pt)" if "gain_chosen" in r else "-",
-          f"{r['student_with_random_answers']:.4f} ({100 * r['gain_random']:+.1f} pt)" if "gain_random" in r else "-"]
+          f"{r['student_with_random_answers']:.4f} ({100 * r['gain_random']:+.1f} pt)" if "gain_random" in r else "-",
+          f"{r['student_with_random_half_answers']:.4f} ({100 * r['gain_random_half']:+.1f} pt)"
+          if "gain_random_half" in r else "-"]
          for r in rows])
     m = meta["machine"]
     return (f"{table}\n\nCoverage: how often the Wilson interval from {rows[0]['random']} random reviewed texts "
-            f"held the teacher's accuracy on the whole held-out set. Students scored on the held-out gold. "
+            f"held the teacher's accuracy on the whole held-out set. Students scored on the held-out gold. With 100 "
+            f"random and 100 chosen answers only the chosen 100 join training (the random ones are kept out for the "
+            f"estimate), so the last column, 100 random answers in training, is the like-for-like comparison. "
             f"On {m['cpu_summary']}, {m['cores']} cores, {meta['date']}.\n")
 
 
