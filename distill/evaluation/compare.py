@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from ..students.folder import folder_size_mb
 from .intervals import accuracy_interval, describe_difference, macro_f1_interval, paired_comparison, with_interval
-from .metrics import full_report, markdown_table
+from .metrics import full_report, markdown_table, readable
 
 WEIGHT_FILES = (".safetensors", ".bin", ".onnx", ".pt")
 
@@ -102,10 +102,10 @@ def render(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str,
         latency = e.get("latency_ms")
         speeds = [e["samples_per_s"].get(str(bs)) for bs in batch_sizes]
         rows.append([e["name"], e["role"], *quality(e)]
-                    + [f"{v:,.1f}" if v is not None else None for v in speeds]
+                    + [readable("samples_per_s", v) for v in speeds]
                     + [f"{latency['p50']:.1f} / {latency['p95']:.1f}" if latency else None,
                        f"{e['size_mb']:,.1f}" if e.get("size_mb") is not None else None,
-                       f"{e['num_parameters'] / 1e6:.1f}M" if e.get("num_parameters") else None])
+                       readable("num_parameters", e.get("num_parameters") or None)])
     what = "held-out texts" if gold else ("texts the students never trained on, scored against the teacher's "
                                           "labels (no gold labels)")
     title = f"### {data}: {n_texts} {what}\n\n"

@@ -64,6 +64,19 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def readable(key: str, value):
+    """A number the way people read it: parameters as 22.7M, speed-ups as 9.6x, samples/s to one decimal."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if "parameters" in key:
+        return f"{value / 1e6:.1f}M"
+    if "speedup" in key:
+        return f"{value:.1f}x"
+    if "samples_per_s" in key:
+        return f"{value:,.1f}"
+    return value
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]

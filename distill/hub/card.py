@@ -17,7 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..config import TrainConfig
 from ..evaluation.intervals import describe_difference
-from ..evaluation.metrics import fmt, markdown_table
+from ..evaluation.metrics import fmt, markdown_table, readable
 
 # Local models that ../shared/bin/fetch-models lays out, and the Hub repos they came from.
 KNOWN_HUB_IDS = {
@@ -160,19 +160,6 @@ def extra_columns(entries: list) -> tuple[list, list]:
                 get = (lambda e, raw=raw, k1=k1: readable(k1, raw(e)))
                 (speed if any(h in k1.lower() for h in SPEED_HINTS) else quality).append((header, get))
     return quality, speed
-
-
-def readable(key: str, value):
-    """A number the way people read it: parameters as 22.7M, speed-ups as 9.6x, samples/s to one decimal."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value
-    if "parameters" in key:
-        return f"{value / 1e6:.1f}M"
-    if "speedup" in key:
-        return f"{value:.1f}x"
-    if "samples_per_s" in key:
-        return f"{value:,.1f}"
-    return value
 
 
 def speedup(entry: dict, teacher: Optional[dict], bs: str) -> Optional[float]:

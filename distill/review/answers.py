@@ -10,6 +10,7 @@ without that column counts as `given`: used in training, never as the random sam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,15 @@ def _blank(value) -> bool:
 
 
 def read_answers(paths: list[Path], labels: list[str]) -> Answers:
-    """Every filled `gold` cell of these files (see the module docstring)."""
+    """Every filled `gold` cell of these files (see the module docstring). Read once per file version: a
+    student's name depends on the answers, and one command asks for that name many times."""
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in map(Path, paths))
+    return _read_answers(stamp, tuple(labels))
+
+
+@lru_cache(maxsize=16)
+def _read_answers(stamp: tuple, labels: tuple) -> Answers:
+    paths, labels = [Path(p) for p, _, _ in stamp], list(labels)
     out = Answers(files=[str(p) for p in paths])
     for path in paths:
         if Path(path).suffix.lower() == ".json":  # a Label Studio export
