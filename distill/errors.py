@@ -2,12 +2,20 @@
 the one way optional dependencies are imported: a missing one names the extra that installs it."""
 from __future__ import annotations
 
+import errno
 import importlib
 from types import ModuleType
 
+NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
 
 class DistillError(Exception):
-    """A problem the user can fix: the message names what is wrong, where, and what to do."""
+    """A problem the user can fix: the message names what is wrong, where, and what to do, on one line."""
+
+    def __init__(self, message: str = "", *args):
+        if isinstance(message, str):  # a cell or column name quoted from the user's file may hold a line break
+            message = message.strip().replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(message, *args)
 
 
 def require(extra: str, what: str, *modules: str) -> list[ModuleType]:
@@ -19,3 +27,12 @@ def require(extra: str, what: str, *modules: str) -> list[ModuleType]:
         missing = getattr(e, "name", None) or str(e)
         raise DistillError(f"{what} needs {' and '.join(modules)} ({missing} is not installed): "
                            f"pip install 'distill[{extra}]'") from e
+
+
+def no_room(e: BaseException) -> bool:
+    """A full disk (or a file-size limit), as Python, torch's writer or safetensors' Rust writer say it."""
+    if isinstance(e, OSError):
+        return e.errno in NO_ROOM
+    text = str(e)
+    return any(f"os error {n}" in text for n in NO_ROOM) or "No space left on device" in text or (
+        "PytorchStreamWriter failed writing file" in text)
