@@ -12,8 +12,10 @@ path is derived from the settings that change its content (never from a timestam
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -27,6 +29,7 @@ from .errors import DistillError
 from .students.folder import RECORD_FILE, folder_meta, is_student, is_trained, trained_on
 from .students.trainset import holdout_rows
 
+log = logging.getLogger(__name__)
 # Student/train settings that change the student; `labels_path` is covered by the label key, `holdout` is
 # put in as the share it comes to (see `holdout`).
 TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume", "holdout")
@@ -200,11 +203,35 @@ def eval_dir(cfg: DictConfig) -> Path:
 
 
 def write_json(path: Path, obj) -> None:
-    """Write JSON atomically: a crash never leaves a half-written file behind."""
+    """Write JSON atomically: a crash never leaves a half-written file behind, and two processes writing it at
+    once each rename a whole file of their own."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, doing: str, enabled: bool = True):
+    """Hold an advisory lock on `folder` (its `.lock` file) while `doing` it: two runs asking for the same
+    artifact at once (a second terminal, parallel sweep jobs) take turns, and the second finds the first's
+    finished work. `enabled=False` (the ranks of one distributed training) takes no lock."""
+    if not enabled:
+        yield
+        return
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is %s in %s; waiting for it to finish", doing, folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def expand(path) -> Path:

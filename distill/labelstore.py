@@ -15,7 +15,6 @@ of it), and a stale manifest is refused.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .artifacts import write_json
+from .artifacts import exclusive, write_json
 from .errors import DistillError
 from .teachers.base import Teacher
 
@@ -173,7 +172,7 @@ def label_texts(
     """
     n_texts = len(texts) if n_texts is None else n_texts
     folder.mkdir(parents=True, exist_ok=True)
-    with _exclusive(folder):
+    with exclusive(folder, "labelling"):
         out, meta_path = folder / "labels.parquet", folder / "meta.json"
         if out.exists() and meta_path.exists():
             meta = json.loads(meta_path.read_text())
@@ -220,23 +219,6 @@ def _pending(stream: Iterator[str], folder: Path, n_shards: int, shard_size: int
             yield i, chunk
     if next(stream, _END) is not _END:
         raise DistillError(f"the input holds more than the {n_texts} texts it was said to hold")
-
-
-@contextlib.contextmanager
-def _exclusive(folder: Path):
-    """Hold an advisory lock on `folder` (parallel sweep jobs asking for the same labels take turns)."""
-    import fcntl
-
-    with open(folder / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another process is labelling %s; waiting for it to finish", folder)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _shard_len(index: int, shard_size: int, n: int) -> int:

@@ -16,7 +16,7 @@ from typing import Optional
 from ..artifacts import classifier_teacher_of
 from ..config import StudentKind
 from ..errors import DistillError
-from ..students.folder import META_FILE, RECORD_FILE, kind_of
+from ..students.folder import META_FILE, RECORD_FILE, kind_of, reading
 from .card import CardInputs, build_card, dataset_info, hub_id_of
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def copy_model(student: Path, out: Path, labels: list) -> None:
     if not list(out.glob("*.safetensors")):  # an old folder with pickled weights: convert them
         from transformers import AutoModelForSequenceClassification
 
-        AutoModelForSequenceClassification.from_pretrained(student).save_pretrained(out)
+        with reading(student):
+            AutoModelForSequenceClassification.from_pretrained(student).save_pretrained(out)
     if not ((out / "tokenizer.json").is_file() or (out / "tokenizer_config.json").is_file()):
         raise DistillError(f"student folder {student} has no tokenizer files; re-run stage=train")
     config = json.loads((out / "config.json").read_text())
@@ -172,12 +173,14 @@ def assemble(student: Path, out: Path, repo_id: str, made: dict, metrics: Option
         copy_model(student, tmp, labels)
         images = copy_images(eval_dir, tmp)
         text = dataset_info(made["data"])["example"] or "This is an example."
+        with reading(student):  # its weights, copied: a damaged file fails here, named, before any upload
+            tried = try_pipeline(tmp, text, labels)
         inputs = CardInputs(
             repo_id=repo_id, labels=labels, teacher=made["teacher"], data=made["data"], student=made["student"],
             train=made["train"], summary=made["summary"], weak=made.get("weak"), assistant=made.get("assistant"),
             metrics=metrics,
             student_entry=student_entry(metrics, student), images=images,
-            example=(text, try_pipeline(tmp, text, labels)), base_model=base_model,
+            example=(text, tried), base_model=base_model,
             license=license or base_license(made["student"].get("model")))
         build_card(inputs).save(tmp / "README.md")
         if metrics:

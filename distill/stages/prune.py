@@ -18,7 +18,8 @@ from .. import artifacts
 from ..config import StudentKind
 from ..errors import DistillError
 from ..labelstore import read_labels, read_weights
-from ..students.folder import is_trained, trained_summary
+from ..runtime.device import world_size
+from ..students.folder import is_trained, reading, trained_summary
 from ..students.pruning import drop_layers, ffn_importance, prune_ffn
 from ..students.trainers import train_student
 
@@ -39,6 +40,11 @@ def run(cfg: DictConfig) -> dict:
     if not is_trained(source):
         raise DistillError(f"stage=prune: no trained student at {source}; run stage=train with the same "
                            f"overrides first")
+    with artifacts.exclusive(artifacts.pruned_dir(cfg), "pruning this student", enabled=world_size() == 1):
+        return _prune(cfg, source)
+
+
+def _prune(cfg: DictConfig, source) -> dict:
     suffix = artifacts.pruned_suffix(cfg)
     out_dir = artifacts.pruned_dir(cfg)
     if is_trained(out_dir) and not cfg.train.overwrite:
@@ -67,8 +73,9 @@ def _pruned_copy(cfg: DictConfig, source, init, texts: list[str], probs) -> list
     """The trained student cut as configured, saved at `init` to be fine-tuned; the dropped layers."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSequenceClassification.from_pretrained(source)
+    with reading(source):
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source)
     n = min(cfg.prune.texts, len(texts))
     args = (texts[:n], probs[:n], cfg.train.temperature, cfg.student.max_length)
     if cfg.prune.ffn_size is not None:

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from .. import artifacts
 from ..labelstore import read_labels, read_weights
 from ..review.answers import with_answers
-from ..runtime.device import is_main_process
+from ..runtime.device import is_main_process, world_size
 from ..students.folder import is_trained, trained_summary
 from ..students.trainers import train_student
 from ..students.trainset import holdout_rows
@@ -20,6 +20,12 @@ FEW_TEXTS = 500  # fewer training texts than this: warn that the student will co
 
 
 def run(cfg: DictConfig) -> dict:
+    # a second run training the same student waits, then finds it trained (the ranks of one DDP run share it)
+    with artifacts.exclusive(artifacts.student_dir(cfg), "training this student", enabled=world_size() == 1):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict:
     labels_path = artifacts.find_labels(cfg)
     out_dir = artifacts.student_dir(cfg)
     log.info("train: student %s learns from the labels in %s", cfg.student.name, labels_path)

@@ -9,15 +9,34 @@ trained on what?" from the files in it.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
 from ..config import StudentKind
+from ..errors import DistillError, no_room
 
 META_FILE = "distill_train.json"
 SPEC_FILE = "distill_student.json"
 RECORD_FILE = "distill_config.json"
 SUMMARY_KEYS = ("train_loss", "seconds", "n_texts", "n_val", "val_agreement")
+
+
+@contextmanager
+def reading(folder):
+    """Around the loading of a student's files: a folder whose files are damaged (truncated, overwritten) is
+    a one-line error naming it and how to rebuild it, never a traceback; a full disk while exporting is not."""
+    try:
+        yield
+    except (DistillError, ImportError, MemoryError):
+        raise
+    except Exception as e:  # safetensors, tokenizers, json and onnx each say "damaged" their own way
+        if no_room(e):
+            raise
+        first = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)[:200]
+        raise DistillError(f"the student in {folder} cannot be read ({type(e).__name__}: {first}); if its files "
+                           f"were damaged, delete that folder and run stage=train again with the same settings to "
+                           f"rebuild it") from e
 
 
 def folder_meta(folder: Path) -> dict:

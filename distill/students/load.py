@@ -7,16 +7,22 @@ import os
 from pathlib import Path
 
 from ..errors import DistillError
-from .folder import StudentKind, kind_of
+from .folder import StudentKind, kind_of, reading
 
 VARIANTS = ("torch", "onnx", "onnx-int8")
 
 
 def load_classifier(folder, device: str = "auto", variant: str = "torch"):
-    """The classifier stored in `folder`; `variant` onnx / onnx-int8 loads (exporting once) its ONNX graph."""
+    """The classifier stored in `folder`; `variant` onnx / onnx-int8 loads (exporting once) its ONNX graph.
+    A folder whose files are damaged (truncated, overwritten) is a one-line error naming it and the fix."""
     folder = Path(os.path.expanduser(str(folder)))
     if variant not in VARIANTS:
         raise DistillError(f"unknown model variant '{variant}'; choose one of {', '.join(VARIANTS)}")
+    with reading(folder):
+        return _load(folder, device, variant)
+
+
+def _load(folder: Path, device: str, variant: str):
     if kind_of(folder) == StudentKind.embedding_lr:
         if variant != "torch":
             raise DistillError(f"{folder} is an embedding + logistic-regression student; only its torch "

@@ -147,7 +147,7 @@ def _export_fp32(folder: Path, out: Path) -> None:
     sample = tokenizer(CHECK_TEXTS[:2], padding=True, return_tensors="pt")
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.onnx")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.onnx")  # two evals exporting at once: one name each
     log.info("exporting %s to ONNX -> %s", folder.name, out)
     with torch.inference_mode():
         torch.onnx.export(model, (), str(tmp), kwargs={n: sample[n] for n in names}, input_names=names,
@@ -159,7 +159,7 @@ def _export_fp32(folder: Path, out: Path) -> None:
 def _quantize(fp32: Path, out: Path, reduce_range: bool) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = out.with_name(out.stem + ".tmp.onnx")
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.onnx")  # two evals exporting at once: one name each
     log.info("quantizing %s to dynamic int8 (%s-bit weights) -> %s", fp32, 7 if reduce_range else 8, out)
     # the quantizer logs a line a tensor, and a warning pointing to an image-classification example, on the root logger
     with quiet_root_logger(logging.ERROR):
