@@ -17,7 +17,7 @@ import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -683,9 +683,17 @@ def _file_info(path: Path) -> dict:
         return {"path": str(path.resolve()), "files": hashlib.sha256(repr(listing).encode()).hexdigest()}
     if not path.is_file():
         return {"path": str(path), "missing": True}  # reported by the loader that needs it, not here
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size,
+            "sha256": _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The whole file's sha256 (about 1 s a GB), once per process and file version (size, mtime): an edit
+    anywhere in the file changes it, so labels of an edited file are never served from the cache."""
     with open(path, "rb") as f:
-        head = hashlib.sha256(f.read(1 << 20)).hexdigest()
-    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256_first_mb": head}
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _source_info(cfg: DataConfig, source: SourceConfig, role: str, data_dir, with_gold: bool) -> dict:
@@ -701,8 +709,8 @@ def _source_info(cfg: DataConfig, source: SourceConfig, role: str, data_dir, wit
 def data_fingerprint(cfg: DataConfig, data_dir: str | Path) -> dict:
     """What load_pool and load_heldout read, as JSON: key caches on `["pool"]` or the whole dict.
 
-    Files are identified by size and a sha256 of their first MB (cheap on big files, and a copied data
-    folder still matches); a missing file is recorded, not raised, so the pool key needs no scoring files."""
+    Files are identified by path, size and the sha256 of their whole content (an edit anywhere counts);
+    a missing file is recorded, not raised, so the pool key needs no scoring files."""
     split = _split(cfg)
     texts = {"text_columns": list(cfg.text_columns), "text_separator": cfg.text_separator,
              "column_names": list(cfg.column_names) if cfg.column_names else None, "seed": cfg.seed,
