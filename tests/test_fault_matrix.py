@@ -1,0 +1,99 @@
+"""Faults and bad input end in a one-line error, never a traceback or a reused broken artifact (issue 32).
+
+The whole matrix (scripts/fault_matrix.py: every case against every stage, about 15 minutes on tiny models)
+is in the integration tier; its quick subset on stage=label, and the pieces it relies on, are in the fast tier.
+"""
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill.__main__ import user_error
+from distill.data import data_fingerprint
+from distill.errors import DistillError
+from distill.students.load import load_classifier
+
+from conftest import build_tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fault_matrix():
+    spec = importlib.util.spec_from_file_location("fault_matrix", ROOT / "scripts" / "fault_matrix.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fault_matrix"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_error_messages_are_one_line():
+    assert str(DistillError("column 'a\nb' not in f.csv")) == "column 'a\\nb' not in f.csv"
+
+
+def test_a_full_disk_and_an_unwritable_folder_are_one_line(tmp_path):
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert user_error(full, "/data/out").startswith("no room to write a file under /data/out (No space left")
+    # safetensors' Rust writer says it in its message, wrapped by what called it
+    try:
+        try:
+            raise RuntimeError("Error while serializing: I/O error: File too large (os error 27)")
+        except RuntimeError as e:
+            raise ValueError("saving failed") from e
+    except ValueError as e:
+        assert user_error(e).startswith("no room to write a file")
+    denied = PermissionError(errno.EACCES, "Permission denied", "/data/out/labels")
+    assert user_error(denied, "/data/out") == ("cannot write /data/out/labels (Permission denied): set "
+                                               "paths.outputs to a folder you can write to")
+    elsewhere = FileNotFoundError(errno.ENOENT, "No such file or directory", "/models/x/config.json")
+    assert user_error(elsewhere, "/data/out").startswith("cannot use /models/x/config.json (No such file")
+    assert user_error(KeyError("a bug")) is None  # a bug keeps its traceback
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_damaged_student_folder_is_named_with_the_fix(tmp_path, damage):
+    folder = build_tiny_bert(tmp_path / "student", {0: "negative", 1: "positive"})
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 64)
+    with pytest.raises(DistillError, match=r"the student in .*student cannot be read .*delete that folder and run "
+                                           r"stage=train again"):
+        load_classifier(folder, device="cpu")
+
+
+def test_the_fingerprint_sees_an_edit_past_the_first_megabyte(tmp_path):
+    from test_data import data_cfg
+
+    path = tmp_path / "big.csv"
+    rows = "".join(f"a review number {i} of the film,1\n" for i in range(40_000))  # about 1.3 MB
+    path.write_text("text,label\n" + rows)
+    cfg = data_cfg(pool={"path": "big.csv"}, heldout={"path": "big.csv"})
+    before = data_fingerprint(cfg, tmp_path)["pool"]
+    path.write_text("text,label\n" + rows.replace("number 39999", "NUMBER 39999"))  # same size, near the end
+    assert data_fingerprint(cfg, tmp_path)["pool"] != before
+
+
+def test_quick_matrix_on_stage_label(tmp_path):
+    out = tmp_path / "fault_matrix.json"
+    code = fault_matrix().main(["--quick", "--stages", "label", "--work", str(tmp_path / "work"), "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    failed = [f"{r['case']} / {r['stage']}: exit {r['exit_code']}: {r['line']} {r['notes']}" for r in rows
+              if not r["passed"]]
+    assert code == 0 and not failed, "\n".join(failed)
+    assert {r["case"] for r in rows} >= {"empty file", "binary garbage", "not what its extension says", "one label",
+                                         "unwritable output folder"}
+
+
+@pytest.mark.integration
+def test_full_matrix(tmp_path):
+    out = tmp_path / "fault_matrix.json"
+    code = fault_matrix().main(["--work", str(tmp_path / "work"), "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    failed = [f"{r['case']} / {r['stage']}: exit {r['exit_code']}: {r['line']} {r['notes']}" for r in rows
+              if not r["passed"]]
+    assert code == 0 and not failed, "\n".join(failed)
+    assert len(rows) >= 70
