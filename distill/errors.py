@@ -14,8 +14,13 @@ class DistillError(Exception):
 
     def __init__(self, message: str = "", *args):
         if isinstance(message, str):  # a cell or column name quoted from the user's file may hold a line break
-            message = message.strip().replace("\r", "\\r").replace("\n", "\\n")
+            message = printable(message.strip())  # or control bytes: shown escaped, as \n or \x00
         super().__init__(message, *args)
+
+
+def printable(text: str) -> str:
+    """`text` on one line with nothing a terminal would act on: line breaks and control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def require(extra: str, what: str, *modules: str) -> list[ModuleType]:

@@ -35,6 +35,9 @@ from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from distill.errors import printable  # noqa: E402
 
 STAGES = ["label", "weak", "train", "prune", "eval", "predict", "publish"]
 # the folders under outputs/ each stage writes
@@ -472,7 +475,7 @@ def render(rows: list[Row], meta: dict) -> str:
              "passed |", "|---|---|---|---|---|---|---|"]
     mark = {True: "yes", False: "**no**", None: "-"}
     for r in rows:
-        seen = r.line.replace("|", "\\|")[:160]
+        seen = printable(r.line).replace("|", "\\|")[:160]
         lines.append(f"| {r.case} | {r.stage} | {r.exit_code} | {seen} | {mark[r.intact]} | {mark[r.rerun_equal]} | "
                      f"{'yes' if r.passed else '**no**'} |")
     passed = sum(r.passed for r in rows)

@@ -33,6 +33,7 @@ def fault_matrix():
 
 def test_error_messages_are_one_line():
     assert str(DistillError("column 'a\nb' not in f.csv")) == "column 'a\\nb' not in f.csv"
+    assert str(DistillError("columns: \x00\x01\t, café")) == "columns: \\x00\\x01\\t, café"
 
 
 def test_a_full_disk_and_an_unwritable_folder_are_one_line(tmp_path):
