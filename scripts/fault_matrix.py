@@ -40,9 +40,8 @@ sys.path.insert(0, str(ROOT))
 from distill.errors import printable  # noqa: E402
 
 STAGES = ["label", "weak", "train", "prune", "eval", "predict", "publish"]
-# the folders under outputs/ each stage writes
-WRITES = {"label": ["labels"], "weak": ["labels"], "train": ["students"], "prune": ["students"],
-          "eval": ["eval", "labels"], "predict": ["predictions"], "publish": ["hub"]}
+# the folder under outputs/ whose files are predict's and publish's result
+FILES_OF = {"predict": "predictions", "publish": "hub"}
 REVIEWS = ["a great movie , really fun", "boring story and bad actors", "i loved the plot", "what a dull game",
            "the team was great", "not fun at all", "a good film , very good", "bad , bad , bad"]
 WORDS = "this example is a the movie film was great good bad terrible awful fine love hate boring fun".split()
@@ -217,6 +216,20 @@ def digest(folder: Path) -> dict[str, str]:
     return out
 
 
+def unchanged(before: dict[str, str], out: Path) -> Optional[bool]:
+    """Every file recorded in `before` still has its sha256 (None: there was nothing to check)."""
+    if not before:
+        return None
+    after = digest(out)
+    return all(after.get(k) == v for k, v in before.items())
+
+
+def rerun(world: "World", stage: str, out: Path) -> tuple["Proc", bool]:
+    """The same command again, undisturbed; whether it finished and made what the undisturbed run made."""
+    again = world.run(out, stage).wait()
+    return again, again.code == 0 and results(out, stage) == results(world.after(stage), stage)
+
+
 def results(folder: Path, stage: str) -> dict:
     """What a stage made, in a form that compares like for like across runs: label probabilities, a student's
     predictions on fixed texts, the eval metrics without timings, prediction files, the hub folder's files."""
@@ -249,7 +262,7 @@ def results(folder: Path, stage: str) -> dict:
             data = json.loads(text)
             found[path.relative_to(folder).as_posix()] = strip_timing(data)
     else:
-        found = {k: v for k, v in digest(folder / WRITES[stage][0]).items() if not k.endswith(".json")}
+        found = {k: v for k, v in digest(folder / FILES_OF[stage]).items() if not k.endswith(".json")}
     return found
 
 
@@ -272,7 +285,6 @@ class Case:
     stages: list[str]
     run: Callable  # (world, stage, out) -> Row
     quick: bool = False
-    kind: str = "input"
 
 
 def plain(world: World, stage: str, out: Path, extra=(), expected="exit 0 or a one-line error (exit 2)",
@@ -280,8 +292,7 @@ def plain(world: World, stage: str, out: Path, extra=(), expected="exit 0 or a o
     before = before if before is not None else digest(out)
     start = time.perf_counter()
     proc = world.run(out, stage, extra, **kw).wait()
-    after = digest(out)
-    intact = all(after.get(k) == v for k, v in before.items()) if before else None
+    intact = unchanged(before, out)
     return Row(case, stage, proc.code, proc.line, proc.traceback, intact, None, expected,
                seconds=time.perf_counter() - start, notes=proc.why())
 
@@ -350,10 +361,8 @@ def fault_case(name: str, stages, sig: int, fractions=(0.3, 0.7), quick=False) -
             delay = max(world.base_seconds[stage] * fraction, 1.0)
             start = time.perf_counter()
             proc = world.run(out, stage).signal_after(delay, sig)
-            after = digest(out)
-            intact = all(after.get(k) == v for k, v in before.items()) if before else None
-            again = world.run(out, stage).wait()
-            equal = again.code == 0 and results(out, stage) == results(world.after(stage), stage)
+            intact = unchanged(before, out)
+            again, equal = rerun(world, stage, out)
             row = Row(label, stage, proc.code, proc.line, proc.traceback or again.traceback, intact, equal,
                       "killed: exit by signal; interrupted: exit 130 and a line; the rerun finishes and equals "
                       "the undisturbed run", seconds=time.perf_counter() - start)
@@ -362,7 +371,7 @@ def fault_case(name: str, stages, sig: int, fractions=(0.3, 0.7), quick=False) -
                 row.notes.append(f"rerun: exit {again.code}: {again.line}")
                 row.notes += again.why()
             return row
-        cases.append(Case(f"{name} at {int(fraction * 100)}%", list(stages), run, quick=quick, kind="fault"))
+        cases.append(Case(f"{name} at {int(fraction * 100)}%", list(stages), run, quick=quick))
     return cases
 
 
@@ -371,8 +380,7 @@ def concurrent(world: World, stage: str, out: Path) -> Row:
     start = time.perf_counter()
     a, b = world.run(out, stage), world.run(out, stage)
     a.wait(), b.wait()
-    after = digest(out)
-    intact = all(after.get(k) == v for k, v in before.items()) if before else None
+    intact = unchanged(before, out)
     codes = sorted([a.code, b.code])
     good = codes in ([0, 0], [0, 2])
     equal = results(out, stage) == results(world.after(stage), stage)
@@ -392,10 +400,8 @@ def _disk_full(world: World, stage: str, out: Path, limit: int) -> Row:
     before = digest(out)
     start = time.perf_counter()
     proc = world.run(out, stage, limit_bytes=limit).wait()
-    after = digest(out)
-    intact = all(after.get(k) == v for k, v in before.items()) if before else None
-    again = world.run(out, stage).wait()
-    equal = again.code == 0 and results(out, stage) == results(world.after(stage), stage)
+    intact = unchanged(before, out)
+    again, equal = rerun(world, stage, out)
     return Row(f"disk full ({limit // 1024} KB files)", stage, proc.code, proc.line, proc.traceback or again.traceback,
                intact, equal,
                "a one-line error (exit 2); the rerun with room finishes and equals the undisturbed run",
@@ -403,9 +409,8 @@ def _disk_full(world: World, stage: str, out: Path, limit: int) -> Row:
 
 
 def unwritable(world: World, stage: str, out: Path) -> Row:
-    row = plain(world, stage, out, ["paths.outputs=/proc/distill-outputs"], expected="a one-line error (exit 2)",
-                case="unwritable output folder", before={})
-    return row
+    return plain(world, stage, out, ["paths.outputs=/proc/distill-outputs"], expected="a one-line error (exit 2)",
+                 case="unwritable output folder", before={})
 
 
 def corrupt(kind: str):
@@ -449,15 +454,14 @@ CASES += fault_case("SIGKILL", ["label", "weak", "train", "prune", "eval", "pred
                     quick=False)
 CASES += fault_case("SIGINT", ["label", "train", "eval", "predict"], signal.SIGINT, fractions=(0.25, 0.5))
 CASES += [
-    Case("two runs at once", ["label", "train", "eval", "predict"], concurrent, kind="fault"),
-    Case("disk full (4 KB files)", ["label", "train", "eval", "predict", "publish"], disk_full(4096), kind="fault"),
+    Case("two runs at once", ["label", "train", "eval", "predict"], concurrent),
+    Case("disk full (4 KB files)", ["label", "train", "eval", "predict", "publish"], disk_full(4096)),
     Case("disk full (64 KB files)", ["label", "weak", "train", "prune", "eval", "predict", "publish"],
-         disk_full(65536), kind="fault"),
-    Case("unwritable output folder", ["label", "train", "predict"], unwritable, quick=True, kind="fault"),
-    Case("truncated input artifact", ["train", "eval", "prune", "predict", "publish"], corrupt("truncated"),
-         kind="fault"),
-    Case("garbled input artifact", ["train", "predict"], corrupt("garbled"), kind="fault"),
-    Case("artifact from an older distill", ["train", "eval", "predict"], older_version, kind="fault"),
+         disk_full(65536)),
+    Case("unwritable output folder", ["label", "train", "predict"], unwritable, quick=True),
+    Case("truncated input artifact", ["train", "eval", "prune", "predict", "publish"], corrupt("truncated")),
+    Case("garbled input artifact", ["train", "predict"], corrupt("garbled")),
+    Case("artifact from an older distill", ["train", "eval", "predict"], older_version),
 ]
 
 
