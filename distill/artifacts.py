@@ -77,6 +77,12 @@ def labels_dir(cfg: DictConfig, split: str = "pool") -> Path:
     return outputs_root(cfg) / "labels" / cfg.data.name / f"{cfg.teacher.name}-{split}-{key}"
 
 
+def label_cache(cfg: DictConfig) -> Path:
+    """The per-text cache of this teacher's labels over these label names, shared by every file and split."""
+    key = stable_hash({"labels": list(cfg.data.labels), "teacher": teacher_identity(cfg)})
+    return outputs_root(cfg) / "label-cache" / f"{cfg.teacher.name}-{key}.sqlite"
+
+
 def labels_file(cfg: DictConfig, split: str = "pool") -> Path:
     return labels_dir(cfg, split) / "labels.parquet"
 

@@ -187,6 +187,9 @@ class LabelConfig:
     # threads. On a CPU, 2+ single-thread processes beat one multi-thread process (see README, "Teachers and
     # prompts"); each holds a copy of the model in memory. 1: label in this process (always, on a GPU).
     workers: int = 1
+    # keep every text's labels in <outputs>/label-cache, by teacher settings and label set: a text labelled
+    # before (in any file, pool or sample) is not labelled again
+    cache: bool = True
 
 
 @dataclass

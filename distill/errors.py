@@ -40,4 +40,4 @@ def no_room(e: BaseException) -> bool:
         return e.errno in NO_ROOM
     text = str(e)
     return any(f"os error {n}" in text for n in NO_ROOM) or "No space left on device" in text or (
-        "PytorchStreamWriter failed writing file" in text)
+        "PytorchStreamWriter failed writing file" in text) or "database or disk is full" in text  # SQLite

@@ -14,7 +14,8 @@ from . import artifacts
 from .config import Engine
 from .data import load_heldout, stream_pool
 from .errors import DistillError
-from .labelstore import Labelled, label_texts
+from .labelcache import TextCache
+from .labelstore import Labelled, label_texts, separation_line
 from .runtime.device import resolve_device
 from .teachers import build_teacher
 from .teachers.nli import decide_compile
@@ -41,8 +42,12 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
         from .ray_engine import RayLabeller  # imports Ray only when asked for
 
         labeller = RayLabeller(cfg.teacher, list(cfg.data.labels), folder, cfg.ray, cfg.label.shard_size)
-    return label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size,
-                       labeller=labeller, rows=rows, notes=notes)
+    cache = TextCache(artifacts.label_cache(cfg), len(cfg.data.labels)) if cfg.label.cache else None
+    result = label_texts(texts, make, folder, artifacts.label_identity(cfg, split), cfg.label.shard_size,
+                         labeller=labeller, rows=rows, notes=notes, cache=cache)
+    if warning := separation_line(result.meta, cfg.teacher.name):
+        log.warning("%s", warning)
+    return result
 
 
 def local_teacher(cfg: DictConfig, n_texts: int | None = None):

@@ -31,11 +31,12 @@ from tqdm.auto import tqdm
 
 from .artifacts import exclusive, write_json
 from .errors import DistillError
-from .teachers.base import Teacher
+from .teachers.base import Teacher, top_margin
 
 log = logging.getLogger(__name__)
 PROB_PREFIX = "prob_"
 _END = object()  # what next() returns on an input that has run out
+WEAK_LIFT = 0.1  # below this separation lift a labelling is flagged (see `separation`)
 ROW_GROUP_ROWS = 65_536  # rows a labels.parquet row group gathers: fast to read, small to hold
 
 
@@ -126,7 +127,9 @@ class LocalLabeller:
 
     def run(self, pending: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str], np.ndarray]]:
         for index, chunk in pending:
-            yield index, chunk, self._teacher().predict_proba(chunk)
+            # the teacher's own bar (pairs for NLI, texts else) moves under the shard bar while a shard is done:
+            # with many labels one shard takes minutes
+            yield index, chunk, self._teacher().predict_proba(chunk, progress=True)
 
     @property
     def labels(self) -> list[str]:
@@ -158,6 +161,7 @@ def label_texts(
     labeller=None,
     rows: np.ndarray | None = None,
     notes: dict | None = None,
+    cache=None,
 ) -> Labelled:
     """Label `texts` into `folder`, resuming finished shards and reusing a finished labelling.
 
@@ -168,7 +172,8 @@ def label_texts(
     actor pool. Either way this process writes the shards, so resuming works the same.
     One process at a time labels a folder: another one waits, then finds the finished labels.
     `rows` (each text's row in its file) becomes the `row` column; `notes` (rows read and skipped) go into
-    meta.json.
+    meta.json. `cache` (a `distill.labelcache.TextCache`, closed here) gives the texts it knows without the
+    teacher and keeps the teacher's new ones.
     """
     n_texts = len(texts) if n_texts is None else n_texts
     folder.mkdir(parents=True, exist_ok=True)
@@ -185,25 +190,49 @@ def label_texts(
         if done:
             log.info("resuming: %d of %d shards already labelled in %s", len(done), n_shards, folder)
         labeller = labeller or LocalLabeller(make_teacher)
-        seconds, labelled = 0.0, 0
+        seconds, labelled, from_cache, partial = 0.0, 0, 0, {}
         try:
             with tqdm(total=n_texts, initial=sum(_shard_len(i, shard_size, n_texts) for i in done),
                       desc="label", unit="text") as bar:
-                start = time.perf_counter()
-                for i, chunk, probs in labeller.run(_pending(iter(texts), folder, n_shards, shard_size, n_texts)):
-                    labelled += len(chunk)
-                    seconds = time.perf_counter() - start
+
+                def write(i: int, chunk: list[str], probs: np.ndarray) -> None:
                     _write_parquet(to_frame(chunk, probs, labeller.labels, i * shard_size, rows),
                                    _shard_path(folder, i))
                     bar.update(len(chunk))
+
+                def known(i: int, chunk: list[str], probs: np.ndarray) -> None:
+                    nonlocal from_cache
+                    from_cache += len(chunk)
+                    write(i, chunk, probs)
+
+                start = time.perf_counter()
+                pending = _pending(iter(texts), folder, n_shards, shard_size, n_texts)
+                if cache is not None:
+                    pending = _uncached(pending, cache, partial, known)
+                for i, sent, probs in labeller.run(pending):
+                    labelled += len(sent)
+                    chunk = sent
+                    if cache is not None:
+                        cache.put(sent, probs)
+                        chunk, probs = _merge(partial.pop(i), probs)
+                        from_cache += len(chunk) - len(sent)
+                    seconds = time.perf_counter() - start
+                    write(i, chunk, probs)
             describe = labeller.describe()
             cut = getattr(labeller, "truncated", None)
             if cut:
                 log.warning("%d of the %d texts labelled were longer than the teacher reads and were cut to fit "
                             "(teacher.max_length, the model's limit)", cut, labelled)
             notes = {**(notes or {}), "n_truncated": cut}
+            if cache is not None:
+                notes["n_from_cache"] = from_cache
+                if from_cache:
+                    log.info("%d of the %d texts were labelled before by the same teacher and label set: taken "
+                             "from the label cache %s", from_cache, n_texts, cache.path)
         finally:
             getattr(labeller, "close", lambda: None)()
+            if cache is not None:
+                cache.close()
         return _finish(folder, n_shards, describe, labeller.labels, identity, n_texts, labelled, seconds,
                        notes or {})
 
@@ -221,6 +250,27 @@ def _pending(stream: Iterator[str], folder: Path, n_shards: int, shard_size: int
         raise DistillError(f"the input holds more than the {n_texts} texts it was said to hold")
 
 
+def _uncached(pending: Iterable[tuple[int, list[str]]], cache, partial: dict,
+              known: Callable[[int, list[str], np.ndarray], None]) -> Iterator[tuple[int, list[str]]]:
+    """The shards still to do, less the texts `cache` knows: a shard it knows wholly goes to `known` at once,
+    the known part of another waits in `partial` (by shard index) for the teacher's labels of the rest."""
+    for i, chunk in pending:
+        cached = cache.get(chunk)
+        missing = [text for text, probs in zip(chunk, cached) if probs is None]
+        if not missing:
+            known(i, chunk, np.stack(cached))
+            continue
+        partial[i] = (chunk, cached)
+        yield i, missing
+
+
+def _merge(part: tuple[list[str], list], new: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """A shard's texts and probabilities: the cached ones where known, the teacher's new ones in order elsewhere."""
+    chunk, cached = part
+    fresh = iter(new)
+    return chunk, np.stack([probs if probs is not None else next(fresh) for probs in cached]).astype(np.float32)
+
+
 def _shard_len(index: int, shard_size: int, n: int) -> int:
     return max(0, min(shard_size, n - index * shard_size))
 
@@ -234,7 +284,7 @@ def _finish(folder: Path, n_shards: int, describe: dict, labels: list[str], iden
     out = folder / "labels.parquet"
     tmp = out.with_name(out.name + ".tmp")
     broken = f"{folder}/shards do not cover rows 0..{n_texts - 1} exactly once in order; delete the folder"
-    rows, counts, confidence, group, writer = 0, Counter(), 0.0, [], None
+    rows, counts, confidence, margin, group, writer = 0, Counter(), 0.0, 0.0, [], None
     try:
         for i in range(n_shards):
             table = pq.read_table(_shard_path(folder, i))
@@ -244,6 +294,7 @@ def _finish(folder: Path, n_shards: int, describe: dict, labels: list[str], iden
             rows += len(ids)
             counts.update(table.column("label").to_pylist())
             confidence += float(table.column("confidence").to_numpy().sum(dtype=np.float64))
+            margin += _margins(table).sum(dtype=np.float64)
             group.append(table)
             # A row group a shard would make the file slow to read: gather shards into big groups.
             if sum(map(len, group)) >= ROW_GROUP_ROWS or i == n_shards - 1:
@@ -267,8 +318,40 @@ def _finish(folder: Path, n_shards: int, describe: dict, labels: list[str], iden
         "texts_per_s": round(labelled / seconds, 3) if seconds else None,
         "label_counts": dict(counts.most_common()),  # as pandas' value_counts: most common first
         "mean_confidence": confidence / rows if rows else float("nan"),
+        "mean_margin": margin / rows if rows else float("nan"),
         **notes,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if not describe.get("multi_label"):
+        meta["separation"] = separation(meta["mean_confidence"], meta["mean_margin"], len(labels))
     write_json(folder / "meta.json", meta)
     return Labelled(out, meta, cached=False)
+
+
+def _margins(table) -> np.ndarray:
+    """Per text of a label shard: its top label's probability less the runner-up's."""
+    return top_margin(np.column_stack([table.column(c).to_numpy() for c in table.column_names
+                                       if c.startswith(PROB_PREFIX)]))
+
+
+def separation(mean_top: float, mean_margin: float, n_labels: int) -> dict:
+    """How far a single-label teacher's top label stands above a guess: `lift` is its mean top-1 probability
+    scaled so that 0 is the uniform 1/K (the teacher cannot tell the labels apart) and 1 is certainty.
+    Measured on real labellings: 0.67-0.72 on SST-2 (NLI) and AG News (mpnet), 0.27 on SMS spam (NLI, 68%
+    right); an NLI model over 77 intents, right on none, put its top label near 0.03: a lift of 0.02."""
+    uniform = 1.0 / n_labels
+    lift = (mean_top - uniform) / (1.0 - uniform) if n_labels > 1 else float("nan")
+    return {"mean_top1": round(mean_top, 4), "mean_margin": round(mean_margin, 4), "uniform": round(uniform, 4),
+            "lift": round(lift, 4), "weak": bool(lift < WEAK_LIFT)}
+
+
+def separation_line(meta: dict, teacher: str) -> str | None:
+    """A warning when the teacher barely separates the labels (None when it does, or it is multi-label)."""
+    sep = meta.get("separation")
+    if not sep or not sep["weak"]:
+        return None
+    return (f"teacher {teacher} barely tells the {len(meta['labels'])} labels apart: its top label gets "
+            f"{sep['mean_top1']:.3f} on average against {sep['uniform']:.3f} for a blind guess, and leads the "
+            f"runner-up by {sep['mean_margin']:.3f}. Its labels are close to random; try another teacher "
+            f"(e.g. teacher=mpnet), label descriptions (teacher.descriptions) or fewer labels, and check a few "
+            f"with stage=review")

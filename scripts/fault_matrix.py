@@ -205,13 +205,14 @@ class Proc:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """Every file under `folder` (but run logs and locks) -> its sha256."""
+    """Every file under `folder` (but run logs, locks and the label cache) -> its sha256."""
     out = {}
     if not folder.exists():
         return out
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if path.is_file() and not rel.startswith(("runs/", "multirun/")) and path.name != ".lock":
+        # the label cache is a store every labelling adds its texts to, not a stage's product
+        if path.is_file() and not rel.startswith(("runs/", "multirun/", "label-cache/")) and path.name != ".lock":
             out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 

@@ -372,7 +372,7 @@ def test_recheck_margin_must_be_a_probability_gap(tiny_nli_2way, margin):
 
 
 def test_top_margin():
-    from distill.teachers.nli import top_margin
+    from distill.teachers.base import top_margin
 
     probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.5, 0.0], [0.9, 0.05, 0.05]], dtype=np.float32)
     assert np.allclose(top_margin(probs), [0.3, 0.0, 0.85])

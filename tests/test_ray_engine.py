@@ -6,6 +6,7 @@ whole module; the stages see it initialised and leave it running. Skips when Ray
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,10 +66,23 @@ def test_ray_label_resumes_the_shards_a_killed_run_left(make_cfg):  # noqa: F811
         (folder / name).unlink()
     (folder / "ray-inputs").mkdir()  # what a killed run leaves behind
     (folder / "ray-inputs" / "part-000009.parquet").write_text("half written")
+    artifacts.label_cache(cfg).unlink()  # else the per-text cache gives the lost shards back without Ray
     again = label.run(cfg)
     assert again["cached"] is False
     assert json.loads((folder / "meta.json").read_text())["n_labelled_this_run"] == 10 + 5
     pd.testing.assert_frame_equal(pd.read_parquet(again["labels_path"]), whole, atol=1e-6)
+
+
+def test_ray_labels_only_what_the_label_cache_does_not_know(make_cfg):  # noqa: F811
+    label.run(make_cfg(FP32, "data.pool_size=25", "label.engine=ray", *RAY))
+    # the whole pool (40 texts): Ray labels only the new texts, in shards that mix known and new ones
+    grown = label.run(make_cfg(FP32, "data.pool_size=null", "label.engine=ray", *RAY))
+    meta = json.loads((Path(grown["labels_path"]).parent / "meta.json").read_text())
+    assert meta["n_texts"] == 40 and meta["n_from_cache"] >= 25 and meta["n_labelled_this_run"] > 0
+    assert meta["n_from_cache"] + meta["n_labelled_this_run"] == 40
+    fresh = label.run(make_cfg(FP32, "data.pool_size=null", "label.cache=false"))
+    pd.testing.assert_frame_equal(pd.read_parquet(grown["labels_path"]), pd.read_parquet(fresh["labels_path"]),
+                                  atol=1e-5)
 
 
 @pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])

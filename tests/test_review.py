@@ -21,8 +21,9 @@ from distill.evaluation.intervals import (
     wilson,
 )
 from distill.review.answers import answer_files, read_answers, with_answers
-from distill.review.queue import Candidates, compose, margins
+from distill.review.queue import Candidates, compose
 from distill.stages import run_stage
+from distill.teachers.base import top_margin
 
 LABELS = ["negative", "positive"]
 
@@ -103,7 +104,7 @@ def test_queue_mixes_a_seeded_random_part_from_unseen_texts_with_chosen_ones():
     assert {"teacher unsure (lowest margin)", "student disagrees with teacher", "sources disagree",
             "noise filter doubts the label"} <= set(reasons)
     seen = np.flatnonzero(~c.unseen)
-    lowest = seen[np.argsort(margins(c.teacher[seen]))[:5]]
+    lowest = seen[np.argsort(top_margin(c.teacher[seen]))[:5]]
     assert set(lowest) <= set(chosen["id"])
     assert set(chosen[chosen.why.str.contains("noise")]["noise_suggests"].dropna()) <= {"negative"}
     # seeded: the same seed gives the same queue, another seed another random sample

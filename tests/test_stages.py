@@ -67,7 +67,8 @@ def test_label_rerun_is_a_cache_hit_and_resume_matches(make_cfg):
     again = label.run(cfg)
     assert again["cached"] is False
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["n_labelled_this_run"] == 2  # only the missing shard (rows 30-31) was relabelled
+    # only the missing shard (rows 30-31) was redone, from the per-text cache: the teacher had labelled its texts
+    assert meta["n_from_cache"] == 2 and meta["n_labelled_this_run"] == 0
     pd.testing.assert_frame_equal(first, pd.read_parquet(again["labels_path"]))
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..teachers.base import top_margin
+
 REASONS = {
     "margin": "teacher unsure (lowest margin)",
     "disagree": "student disagrees with teacher",
@@ -45,15 +47,10 @@ class Candidates:
     suggested: list | None = None  # the noise filter's label for a flagged text
 
 
-def margins(probs: np.ndarray) -> np.ndarray:
-    top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.concatenate([np.zeros_like(probs), probs], 1)
-    return top2[:, 1] - top2[:, 0]
-
-
 def _ranked(c: Candidates, pool: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """For each reason that applies to some text in `pool` (indices), those texts, most useful first."""
     teacher = c.teacher.argmax(1)
-    out = {"margin": pool[np.argsort(margins(c.teacher[pool]), kind="stable")]}
+    out = {"margin": pool[np.argsort(top_margin(c.teacher[pool]), kind="stable")]}
     if c.student is not None:
         differ = pool[c.student[pool].argmax(1) != teacher[pool]]
         out["disagree"] = differ[np.argsort(-c.student[differ].max(1), kind="stable")]

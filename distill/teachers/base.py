@@ -43,3 +43,11 @@ class Teacher(ABC):
     def describe(self) -> dict:
         """JSON-able settings that determine the outputs, written next to the labels they produced."""
         return {"kind": type(self).__name__, "name": self.name, "labels": list(self.labels)}
+
+
+def top_margin(probs: np.ndarray) -> np.ndarray:
+    """[N] gap between each row's two largest probabilities (with one label: its probability, against 0)."""
+    if probs.shape[1] < 2:
+        return probs[:, 0].copy()
+    top2 = np.partition(probs, probs.shape[1] - 2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]

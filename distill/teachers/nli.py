@@ -25,7 +25,7 @@ from ..errors import DistillError
 from ..runtime import compiled, cpu_bf16, fast_deberta
 from ..runtime.device import batches, resolve_device, resolve_dtype, teacher_batch
 from ..runtime.models import load_model
-from .base import Teacher
+from .base import Teacher, top_margin
 
 log = logging.getLogger(__name__)
 
@@ -316,12 +316,6 @@ def recheck_margin(value) -> float:
         raise DistillError(f"teacher.recheck_margin={value} is not a probability gap in [0, 1); 0 turns "
                            f"the float32 recheck of near ties off")
     return margin
-
-
-def top_margin(probs: np.ndarray) -> np.ndarray:
-    """[N] gap between each row's two largest probabilities."""
-    top2 = np.partition(probs, probs.shape[1] - 2, axis=1)[:, -2:]
-    return top2[:, 1] - top2[:, 0]
 
 
 def as_text_list(texts: Sequence[str]) -> list[str]:
