@@ -60,6 +60,17 @@ def teacher_identity(cfg: DictConfig) -> dict:
         if value != default:
             identity[key] = value
     kind = TEACHERS.get(teacher.get("kind"))
+    identity.pop("label_text", None)
+    if kind is not None and kind.PROMPTED:
+        from .teachers.nli import descriptions_of, label_texts
+
+        if identity.pop("descriptions_file", None):  # what the file holds, wherever it lies
+            identity["descriptions"] = descriptions_of(cfg.teacher)
+        labels = list(cfg.data.labels)
+        # only the names that read otherwise: label names that read as they are keep every key made before
+        renamed = {label: text for label, text in zip(labels, label_texts(cfg.teacher, labels)) if text != label}
+        if renamed:
+            identity["label_text"] = renamed
     return {**identity, **(kind.extra_identity(teacher) if kind else {})}
 
 

@@ -141,6 +141,13 @@ class TeacherConfig:
     # Per-label descriptions used instead of templates, several per label averaged
     # (e.g. positive: ["This review is positive.", "The movie was good."]).
     descriptions: Dict[str, List[str]] = field(default_factory=dict)
+    # The same from a file, for many labels: YAML (label: [sentences] or label: sentence) or CSV/TSV with columns
+    # label,description (a row a sentence). Merged under `descriptions`, which wins for a label both give.
+    descriptions_file: Optional[str] = None
+    # How a label reads in the template, for names written for code: card_arrival -> "card arrival",
+    # CardArrival -> "card arrival", NEG -> "negative" by default (logged); a label given here reads as given.
+    # Label names in every output stay as in data.labels.
+    label_text: Dict[str, str] = field(default_factory=dict)
     multi_label: bool = False
     # nli/onnx: (text, hypothesis) pairs per forward pass; embedding, classifier: texts. null: the device's
     # own (distill.runtime.device.teacher_batch): 64 on a CPU, capped at 1,024 padded tokens; 512 on a GPU, capped at 32,768

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 class ClassifierTeacher(Teacher):
     LABEL_KEYS = Teacher.LABEL_KEYS + ("variant",)
+    PROMPTED = False
 
     @classmethod
     def extra_identity(cls, settings: dict) -> dict:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import os
+import re
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -283,14 +286,95 @@ def make_hypotheses(template: str, labels: list[str]) -> list[str]:
     return [template.format(label) for label in labels]
 
 
+ABBREVIATIONS = {"neg": "negative", "pos": "positive", "neu": "neutral", "neut": "neutral"}
+
+
+def readable(label: str) -> str:
+    """How a label name written for code reads in a sentence: `card_arrival` -> "card arrival",
+    `CardArrival` -> "card arrival", `BILLING` -> "billing", `NEG` -> "negative"; `ATM_support` keeps its
+    acronym; anything else (`Sci/Tech`, `not spam`) as it is."""
+    name = label.strip()
+    if name.lower() in ABBREVIATIONS:
+        return ABBREVIATIONS[name.lower()]
+    if re.fullmatch(r"[A-Za-z0-9]+(?:[_.]+[A-Za-z0-9]+)+", name):  # snake_case, dotted.names
+        words = re.split(r"[_.]+", name)
+    elif re.fullmatch(r"[A-Za-z][a-z0-9]*(?:[A-Z][a-z0-9]+)+", name):  # camelCase, PascalCase
+        words = re.findall(r"[A-Z]?[a-z0-9]+", name)
+    elif name.isalpha() and name.isupper() and len(name) > 3:  # SHOUTED
+        return name.lower()
+    else:
+        return label
+    shouted = name.isupper()
+    return " ".join(w if (w.isupper() and len(w) <= 4 and not shouted) else w.lower() for w in words)
+
+
+def label_texts(cfg: TeacherConfig, labels: list[str]) -> list[str]:
+    """Each label as the template names it: `teacher.label_text` where given, else `readable` of its name."""
+    given = dict(getattr(cfg, "label_text", None) or {})
+    unknown = sorted(set(given) - set(labels))
+    if unknown:
+        raise DistillError(f"teacher.label_text names labels that are not in data.labels: {unknown} "
+                           f"(the labels: {labels})")
+    return [str(given[label]) if label in given else readable(label) for label in labels]
+
+
+def descriptions_of(cfg: TeacherConfig) -> dict[str, list[str]]:
+    """`teacher.descriptions`, over those of `teacher.descriptions_file` (YAML, CSV or TSV)."""
+    described: dict[str, list[str]] = {}
+    path = getattr(cfg, "descriptions_file", None)
+    if path:
+        described = read_descriptions(Path(os.path.expanduser(str(path))))
+    return {**described, **{k: list(v) for k, v in dict(cfg.descriptions or {}).items()}}
+
+
+def read_descriptions(path: Path) -> dict[str, list[str]]:
+    """label -> sentences from a YAML mapping (label: [sentences] or label: sentence) or a CSV/TSV file
+    with columns label,description (one row a sentence)."""
+    where = f"teacher.descriptions_file={path}"
+    if not path.is_file():
+        raise DistillError(f"{where}: no such file")
+    out: dict[str, list[str]] = {}
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            mark = getattr(e, "problem_mark", None)
+            said = f"line {mark.line + 1}: {e.problem}" if mark is not None else str(e).splitlines()[0]
+            raise DistillError(f"{where} is not readable YAML ({said})") from e
+        if not isinstance(data, dict):
+            raise DistillError(f"{where} must map each label to a sentence or a list of sentences")
+        for label, value in data.items():
+            sentences = [value] if isinstance(value, str) else value
+            if not isinstance(sentences, list) or not all(isinstance(x, str) and x.strip() for x in sentences):
+                raise DistillError(f"{where}: label '{label}' must have a sentence or a list of sentences")
+            out[str(label)] = list(sentences)
+        return out
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise DistillError(f"{where} is not a readable table ({str(e).splitlines()[0]})") from e
+    if not {"label", "description"} <= set(frame.columns):
+        raise DistillError(f"{where} needs columns label and description (has {list(frame.columns)})")
+    for line, (label, text) in enumerate(zip(frame["label"], frame["description"]), start=2):
+        if not label.strip() or not text.strip():
+            raise DistillError(f"{where}, line {line}: a row needs both a label and a description")
+        out.setdefault(label.strip(), []).append(text.strip())
+    return out
+
+
 def hypotheses_for(cfg: TeacherConfig, labels: list[str]) -> tuple[list[str], list[int]]:
     """Every hypothesis and the index of the label it speaks for.
 
-    `teacher.descriptions` (label -> sentences) wins over `teacher.templates` (a prompt ensemble),
-    which wins over the single `teacher.template`.
+    `teacher.descriptions` (label -> sentences, and those of `teacher.descriptions_file`) win over
+    `teacher.templates` (a prompt ensemble), which win over the single `teacher.template`; a template names
+    each label by `label_texts`.
     """
-    if cfg.descriptions:
-        described = dict(cfg.descriptions)
+    described = descriptions_of(cfg)
+    if described:
         unknown = sorted(set(described) - set(labels))
         missing = [label for label in labels if not described.get(label)]
         if unknown or missing:
@@ -299,7 +383,12 @@ def hypotheses_for(cfg: TeacherConfig, labels: list[str]) -> tuple[list[str], li
         pairs = [(text, k) for k, label in enumerate(labels) for text in described[label]]
     else:
         templates = list(cfg.templates) if cfg.templates else [cfg.template]
-        pairs = [(h, k) for template in templates for k, h in enumerate(make_hypotheses(template, labels))]
+        names = label_texts(cfg, labels)
+        renamed = [f"{label} -> '{name}'" for label, name in zip(labels, names) if name != label]
+        if renamed:
+            log.info("the prompts name %d labels as: %s (teacher.label_text changes this)", len(renamed),
+                     ", ".join(renamed[:8]) + (f", ... ({len(renamed) - 8} more)" if len(renamed) > 8 else ""))
+        pairs = [(h, k) for template in templates for k, h in enumerate(make_hypotheses(template, names))]
     return [h for h, _ in pairs], [k for _, k in pairs]
 
 
