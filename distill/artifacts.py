@@ -60,7 +60,8 @@ def teacher_identity(cfg: DictConfig) -> dict:
         if value != default:
             identity[key] = value
     kind = TEACHERS.get(teacher.get("kind"))
-    identity.pop("label_text", None)
+    for key in ("label_text", "shortlist", "ranker"):  # in the key as what they make, below
+        identity.pop(key, None)
     if kind is not None and kind.PROMPTED:
         from .teachers.nli import descriptions_of, label_texts
 
@@ -71,6 +72,10 @@ def teacher_identity(cfg: DictConfig) -> dict:
         renamed = {label: text for label, text in zip(labels, label_texts(cfg.teacher, labels)) if text != label}
         if renamed:
             identity["label_text"] = renamed
+        from .teachers.shortlist import shortlist_k
+
+        if k := shortlist_k(cfg.teacher, len(labels)):  # only where it is on: full teachers keep their keys
+            identity["shortlist"] = {"k": k, "ranker": teacher.get("ranker")}
     return {**identity, **(kind.extra_identity(teacher) if kind else {})}
 
 

@@ -166,6 +166,11 @@ class TeacherConfig:
     recheck_margin: float = 0.01
     # classifier teacher (a trained student folder): torch | onnx | onnx-int8; null is torch
     variant: Optional[Variant] = None
+    # nli/onnx with many labels: `ranker` (a sentence encoder, over the same prompts) scores every label and the
+    # NLI model only each text's top k; the other labels keep the ranker's share (distill/teachers/shortlist.py).
+    # auto: k=8 from 16 labels on, off below | an int k | off
+    shortlist: str = "auto"
+    ranker: str = "${local_or_hub:${paths.models}/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2}"
 
 
 @dataclass

@@ -8,6 +8,7 @@ from .classifier import ClassifierTeacher
 from .embedding import EmbeddingTeacher
 from .nli import NLITeacher
 from .onnx_nli import ONNXNLITeacher
+from .shortlist import ShortlistTeacher, shortlist_k
 
 TEACHERS = {"nli": NLITeacher, "embedding": EmbeddingTeacher, "onnx": ONNXNLITeacher, "classifier": ClassifierTeacher}
 
@@ -33,7 +34,9 @@ def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
         raise DistillError(f"data.labels repeats a name: {labels}")
     if cfg.kind not in TEACHERS:
         raise DistillError(f"teacher.kind '{cfg.kind}' is unknown; known kinds: {', '.join(sorted(TEACHERS))}")
-    return TEACHERS[cfg.kind](cfg, labels)
+    teacher = TEACHERS[cfg.kind](cfg, labels)
+    k = shortlist_k(cfg, len(labels))
+    return ShortlistTeacher(teacher, cfg, labels, k) if k else teacher
 
 
 __all__ = ["TEACHERS", "Teacher", "identity_keys", "NLITeacher", "EmbeddingTeacher", "ONNXNLITeacher", "ClassifierTeacher",

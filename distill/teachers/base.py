@@ -19,10 +19,10 @@ class Teacher(ABC):
     # The teacher.* settings that change the labels this kind gives: the label cache key is built from them
     # (distill.artifacts.teacher_identity). Every setting of TeacherConfig is in a kind's LABEL_KEYS, in its
     # EXPLICIT_KEYS or in SPEED_KEYS (tests/test_teachers.py checks it), so a new one cannot be forgotten.
-    # `descriptions_file` and `label_text` enter the key as what they make (the descriptions the file holds, the
+    # `descriptions_file`, `label_text`, `shortlist` and `ranker` enter the key as what they make (the descriptions the file holds, the
     # label texts that differ from the names): distill.artifacts.teacher_identity.
     LABEL_KEYS: tuple[str, ...] = ("kind", "model", "template", "templates", "descriptions", "multi_label",
-                                   "max_length", "descriptions_file", "label_text")
+                                   "max_length", "descriptions_file", "label_text", "shortlist", "ranker")
     # Settings that change the labels only when given explicitly: their default (`auto`) is the machine's own
     # choice, kept out of the key so a labelling keeps its key from one machine to the next.
     EXPLICIT_KEYS: tuple[str, ...] = ()

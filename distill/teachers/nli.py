@@ -94,6 +94,27 @@ class NLITeacher(Teacher):
     def batch_size_for(self, n_texts: int) -> int:
         return n_texts * len(self.hypotheses)
 
+    def predict_kept(self, texts: Sequence[str], keep: np.ndarray, batch_size: int | None = None,
+                     progress: bool = False) -> np.ndarray:
+        """[N, K] probabilities from only the (text, label) pairs that `keep` [N, K] marks (a shortlist):
+        single-label, a softmax over each text's kept labels (0 elsewhere); multi-label, each kept label's
+        own probability (NaN elsewhere). Near ties are not rechecked in float32 here."""
+        texts = as_text_list(texts)
+        rows, hyps = np.nonzero(keep[:, self.owner])  # text-major, as `encode`
+        features = self.encode_pairs([texts[r] for r in rows], [self.hypotheses[h] for h in hyps])
+        reached = np.fromiter((len(ids) >= self.max_length for ids in features["input_ids"]), bool, len(rows))
+        self.truncated += len(np.unique(rows[reached]))
+        pair = self._pair_logits(features, batch_size or self.batch_size, progress)
+        logits = np.zeros((len(texts), len(self.hypotheses), pair.shape[1]), dtype=np.float32)
+        logits[rows, hyps] = pair
+        if self.multi_label:
+            probs = self._scores(logits)
+            probs[~keep] = np.nan
+            return probs
+        entailment = logits[..., self.entailment_id] @ self.pool_matrix
+        entailment[~keep] = -np.inf
+        return softmax(entailment)
+
     def describe(self) -> dict:
         return {"kind": "nli", "model": self.cfg.model, "template": self.cfg.template,
                 "hypotheses": self.hypotheses,
