@@ -14,8 +14,7 @@ from . import artifacts
 from .config import Engine
 from .data import load_heldout, stream_pool
 from .errors import DistillError
-from .labelcache import TextCache
-from .labelstore import Labelled, label_texts, separation_line
+from .labelstore import Labelled, TextCache, label_texts, separation_line
 from .runtime.device import resolve_device
 from .teachers import build_teacher
 from .teachers.nli import decide_compile

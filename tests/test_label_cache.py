@@ -12,8 +12,7 @@ from test_data_streaming import FakeTeacher
 from distill import artifacts
 from distill.config import load_config
 from distill.errors import DistillError, no_room
-from distill.labelcache import TextCache
-from distill.labelstore import label_texts
+from distill.labelstore import TextCache, label_texts
 
 TEXTS = [f"review {i} {'quite ' * (i % 5)}good" for i in range(60)]
 
@@ -118,3 +117,25 @@ def test_every_setting_that_changes_labels_changes_the_cache(change):
                                   ["teacher.device=cpu"]])
 def test_settings_that_keep_the_labels_share_the_cache(same):
     assert artifacts.label_cache(load_config(same)) == artifacts.label_cache(load_config([]))
+
+
+@pytest.mark.integration
+def test_bench_label_cache_on_a_real_teacher(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import require_model, require_shared
+
+    require_shared("data", "sst2", "train.tsv")
+    require_model("deberta-v3-nli")
+    out = tmp_path / "lc.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_label_cache.py"
+    done = subprocess.run([sys.executable, str(script), "--rows", "120", "--work", str(tmp_path / "w"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["grown_from_cache"] == 120 and row["grown_labelled"] == 12 and row["same_texts_in_order"]
+    assert row["same_labels"] == 1.0 and row["max_abs_prob_diff"] < 0.02
+    assert out.with_suffix(".md").read_text().startswith("| rows |")

@@ -78,3 +78,25 @@ def test_auto_turns_on_only_for_many_labels(tiny_nli_2way, tiny_encoder):
 def test_bad_shortlist_values(value, message):
     with pytest.raises(DistillError, match=message):
         shortlist_k(load_config([f"teacher.shortlist={value}"]).teacher, 20)
+
+
+@pytest.mark.integration
+def test_bench_labels_scaling_on_real_models(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import require_model, require_shared
+
+    require_shared("data", "goemotions", "dev.tsv")
+    require_model("deberta-v3-nli")
+    require_model("all-MiniLM-L6-v2")
+    out = tmp_path / "s.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_labels_scaling.py"
+    done = subprocess.run([sys.executable, str(script), "--texts", "6", "--sets", "2,28", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {(r["labels"], r["mode"]): r for r in json.loads(out.read_text())["rows"]}
+    assert rows[(2, "default")]["k"] is None and rows[(2, "default")]["agreement_with_full"] == 1.0  # auto: off
+    assert rows[(28, "default")]["k"] == AUTO_K and rows[(28, "full")]["pairs_per_s"] > 0
