@@ -74,6 +74,11 @@ class ShortlistTeacher(Teacher):
         return np.where(keep, scored * mass, rank).astype(np.float32)
 
     @property
+    def model(self):
+        """The NLI model (its parameters are what eval reports; the ranker is one small encoder more)."""
+        return self.teacher.model
+
+    @property
     def truncated(self) -> int:
         return self.teacher.truncated
 
