@@ -85,7 +85,9 @@ def label(texts: TextsLike, labels: Sequence[str], teacher: str | None = None, *
     cfg = _config(["data=file", f"data.pool.path={_quoted(str(pool))}", f"data.name={name}", "data.labels=[" +
                    ",".join(_quoted(x) for x in labels) + "]", *([f"teacher={teacher}"] if teacher else []),
                    *overrides], outputs)
-    result = label_split(cfg, "pool")
+    from .stages import resolve_teacher
+
+    result = label_split(resolve_teacher(cfg), "pool")
     frame = pd.read_parquet(result.path).drop(columns=["id"])
     frame.attrs.update(labels_path=str(result.path), teacher=cfg.teacher.name, labels=labels)
     return frame

@@ -69,7 +69,8 @@ class Stage(Choice):
     review = "review"
 
 
-TeacherKind = choices("TeacherKind", "nli", "embedding", "onnx", "classifier")  # keys of teachers.TEACHERS
+# keys of teachers.TEACHERS, and auto: the candidate most likely to be right (distill/weak/choice.py)
+TeacherKind = choices("TeacherKind", "nli", "embedding", "onnx", "classifier", "auto")
 StudentKind = choices("StudentKind", "finetune", "embedding_lr")
 Trainer = choices("Trainer", "transformers", "txtai")
 Targets = choices("Targets", "soft", "hard")
@@ -171,6 +172,14 @@ class TeacherConfig:
     # auto: k=8 from 16 labels on, off below | an int k | off
     shortlist: str = "auto"
     ranker: str = "${local_or_hub:${paths.models}/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2}"
+    # kind auto (teacher=auto): these teacher presets label a seeded sample of `sample` pool texts, a label model
+    # estimates each one's accuracy from their agreement (no gold), and the most likely right one labels
+    candidates: List[str] = field(default_factory=lambda: ["deberta-v3-nli", "mpnet", "minilm-embed"])
+    sample: int = 200
+    # a prompted single-label teacher over this many labels or more is compared with the candidates the same way
+    # first, itself one of them, and the likelier right one labels (NLI over many labels is near random where a
+    # sentence encoder is not); null: never
+    auto_from: Optional[int] = 16
 
 
 @dataclass

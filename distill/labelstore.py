@@ -362,7 +362,8 @@ def separation_line(meta: dict, teacher: str) -> str | None:
     return (f"teacher {teacher} barely tells the {len(meta['labels'])} labels apart: its top label gets "
             f"{sep['mean_top1']:.3f} on average against {sep['uniform']:.3f} for a blind guess, and leads the "
             f"runner-up by {sep['mean_margin']:.3f}. Its labels are close to random; try another teacher "
-            f"(e.g. teacher=mpnet), label descriptions (teacher.descriptions) or fewer labels, and check a few "
+            f"(teacher=auto compares several without gold; or e.g. teacher=mpnet), label descriptions "
+            f"(teacher.descriptions) or fewer labels, and check a few "
             f"with stage=review")
 
 

@@ -27,7 +27,9 @@ def where(place: str, overrides: list[str]) -> str:
     if problem:
         raise DistillError(problem)
     register_configs()  # ./distill.yaml, as the command line composes it
-    return str(PLACES[place](load_config(overrides)))
+    from .stages import resolve_teacher
+
+    return str(PLACES[place](resolve_teacher(load_config(overrides))))
 
 
 def main(argv: list[str] | None = None) -> int:

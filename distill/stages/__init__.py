@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .. import tracking
 from ..errors import DistillError
@@ -57,11 +57,26 @@ def stage_name(cfg: DictConfig) -> str:
     return cfg.stage.value if hasattr(cfg.stage, "value") else str(cfg.stage)
 
 
+def resolve_teacher(cfg: DictConfig) -> DictConfig:
+    """teacher=auto (or a teacher over teacher.auto_from labels or more) becomes the teacher chosen without gold
+    (distill/weak/choice.py; cached), before any stage reads it."""
+    teacher, data = cfg.get("teacher"), cfg.get("data")
+    if teacher is None or data is None or OmegaConf.is_missing(data, "labels"):
+        return cfg
+    many = teacher.get("auto_from") is not None and len(data.labels) >= int(teacher.auto_from)
+    if str(getattr(teacher.kind, "value", teacher.kind)) != "auto" and not many:
+        return cfg  # (without importing the comparison's libraries)
+    from ..weak.choice import resolve
+
+    return resolve(cfg)
+
+
 def run_stage(cfg: DictConfig) -> dict:
     name = stage_name(cfg)
     if world_size() > 1 and name != "train":
         raise DistillError(f"stage={name} under torchrun / accelerate launch: only stage=train runs in several "
                            f"processes (the Trainer's DDP); run stage={name} as a plain command")
+    resolve_teacher(cfg)
     with tracking.tracked(cfg, name):  # one W&B run per command with logger=wandb
         if name == "recipe":
             return run_recipe(cfg)

@@ -32,6 +32,9 @@ def build_teacher(cfg: TeacherConfig, labels: list[str]) -> Teacher:
                            f"[{labels[0]}, not {labels[0]}], or score the label on its own with teacher.multi_label=true")
     if len(set(labels)) != len(labels):
         raise DistillError(f"data.labels repeats a name: {labels}")
+    if cfg.kind == "auto":
+        raise DistillError("teacher=auto is a choice among teacher.candidates, made when a stage starts "
+                           "(distill.stages.resolve_teacher); it cannot label by itself")
     if cfg.kind not in TEACHERS:
         raise DistillError(f"teacher.kind '{cfg.kind}' is unknown; known kinds: {', '.join(sorted(TEACHERS))}")
     teacher = TEACHERS[cfg.kind](cfg, labels)

@@ -387,6 +387,12 @@ def read_descriptions(path: Path) -> dict[str, list[str]]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _log_once(line: str) -> None:
+    """An INFO line said once a process (the prompts are worked out by several steps of one labelling)."""
+    log.info("%s", line)
+
+
 def hypotheses_for(cfg: TeacherConfig, labels: list[str]) -> tuple[list[str], list[int]]:
     """Every hypothesis and the index of the label it speaks for.
 
@@ -407,8 +413,8 @@ def hypotheses_for(cfg: TeacherConfig, labels: list[str]) -> tuple[list[str], li
         names = label_texts(cfg, labels)
         renamed = [f"{label} -> '{name}'" for label, name in zip(labels, names) if name != label]
         if renamed:
-            log.info("the prompts name %d labels as: %s (teacher.label_text changes this)", len(renamed),
-                     ", ".join(renamed[:8]) + (f", ... ({len(renamed) - 8} more)" if len(renamed) > 8 else ""))
+            said = ", ".join(renamed[:8]) + (f", ... ({len(renamed) - 8} more)" if len(renamed) > 8 else "")
+            _log_once(f"the prompts name {len(renamed)} labels as: {said} (teacher.label_text changes this)")
         pairs = [(h, k) for template in templates for k, h in enumerate(make_hypotheses(template, names))]
     return [h for h, _ in pairs], [k for _, k in pairs]
 

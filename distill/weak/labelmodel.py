@@ -79,11 +79,16 @@ class DawidSkene:
     uniform, or known class shares). An EM prior can drift far from the truth when the votes are weak
     (snorkel#1432-like: a skewed learned balance hurts the end model), which the other two avoid. `weights` temper each source's
     log-likelihood (0.5 for each of two sources known to copy each other: together they count once).
+    `one_coin=True` ties each source's confusion to one number, its accuracy (errors spread evenly over the
+    other labels; Dawid-Skene's "one-coin" model): K*(K+1) parameters a source become one, which a few hundred
+    texts can estimate over tens of labels, where the full matrices are mostly their smoothing.
     """
 
     def __init__(self, n_labels: int, smoothing: float = 1.0, class_prior=None, prior_smoothing: float = 1.0,
-                 weights=None, max_iter: int = 200, tol: float = 1e-6, prior_from: str = "em"):
+                 weights=None, max_iter: int = 200, tol: float = 1e-6, prior_from: str = "em",
+                 one_coin: bool = False):
         self.n_labels = n_labels
+        self.one_coin = one_coin
         self.smoothing = float(smoothing)
         self.prior_smoothing = float(prior_smoothing)
         self.fixed_prior = None if class_prior is None else self._check_prior(class_prior, n_labels)
@@ -110,7 +115,8 @@ class DawidSkene:
 
     def _log_posterior(self, outcomes: np.ndarray) -> np.ndarray:
         w = _weights(self.weights, outcomes.shape[1])
-        log_confusion = np.log(self.confusion_)
+        with np.errstate(divide="ignore"):  # one_coin: a source that never abstains has abstain probability 0
+            log_confusion = np.log(self.confusion_)
         # A source that never abstained while fitting (a teacher) says nothing by abstaining.
         log_confusion[~self.abstains_, :, -1] = 0.0
         evidence = np.einsum("nsj,skj,s->nk", outcomes, log_confusion, w)
@@ -141,8 +147,12 @@ class DawidSkene:
         self.log_likelihood_, self.n_iter_ = -np.inf, 0
         for self.n_iter_ in range(1, self.max_iter + 1):
             # M-step: expected counts of (true label k, source outcome j), then the prior.
-            counts = np.einsum("nk,nsj->skj", posterior, outcomes) + self.smoothing
-            self.confusion_ = counts / counts.sum(-1, keepdims=True)
+            counts = np.einsum("nk,nsj->skj", posterior, outcomes)
+            if self.one_coin:
+                self.confusion_ = self._one_coin(counts)
+            else:
+                counts = counts + self.smoothing
+                self.confusion_ = counts / counts.sum(-1, keepdims=True)
             if prior is None:
                 shares = posterior.sum(0) + self.prior_smoothing
                 self.prior_ = shares / shares.sum()
@@ -161,6 +171,17 @@ class DawidSkene:
             self.log_likelihood_ = likelihood
         self.n_sources_ = outcomes.shape[1]
         return self
+
+    def _one_coin(self, counts: np.ndarray) -> np.ndarray:
+        """[S, K, K+1] confusions from expected counts, each source's label part one accuracy: right with
+        probability a, each other label (1 - a) / (K - 1); the abstain rate stays per true label."""
+        k, s = self.n_labels, self.smoothing
+        votes = counts[:, :, :k]
+        accuracy = (np.einsum("skk->s", votes) + s) / (votes.sum((1, 2)) + 2 * s)
+        label_part = np.repeat(((1.0 - accuracy) / (k - 1))[:, None, None], k, 1).repeat(k, 2)
+        label_part[:, np.arange(k), np.arange(k)] = accuracy[:, None]
+        abstain = np.where(self.abstains_[:, None], (counts[:, :, k] + s) / (counts.sum(-1) + 2 * s), 0.0)
+        return np.concatenate([label_part * (1.0 - abstain)[..., None], abstain[..., None]], axis=-1)
 
     def predict_proba(self, votes: np.ndarray) -> np.ndarray:
         """[N, K] posterior over the true label, for these or new texts' votes."""

@@ -38,19 +38,21 @@ class Source:
         return self.kind == "teacher"
 
 
-def teacher_config(cfg: DictConfig, name: str, spec) -> DictConfig:
-    """`cfg` with `teacher` replaced by preset `spec.preset` (default: `name`) plus the source's overrides."""
+def teacher_config(cfg: DictConfig, name: str, spec, where: str | None = None) -> DictConfig:
+    """`cfg` with `teacher` replaced by preset `spec.preset` (default: `name`) plus the source's overrides;
+    `where` names the setting that asked for it in errors (default weak.teachers.<name>)."""
+    where = where or f"weak.teachers.{name}"
     spec = dict(OmegaConf.to_container(spec, resolve=False) if isinstance(spec, DictConfig) else spec or {})
     preset = spec.pop("preset", name)
     path = CONF_DIR / "teacher" / f"{preset}.yaml"
     if not path.exists():
         have = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise DistillError(f"weak.teachers.{name}: no teacher preset '{preset}' (available: {', '.join(have)}); "
-                           f"name a preset as the source or set its `preset`")
+        hint = "; name a preset as the source or set its `preset`" if where.startswith("weak.") else ""
+        raise DistillError(f"{where}: no teacher preset '{preset}' (available: {', '.join(have)}){hint}")
     try:
         teacher = OmegaConf.merge(OmegaConf.structured(TeacherConfig), OmegaConf.load(path), spec)
     except OmegaConfBaseException as e:
-        raise DistillError(f"weak.teachers.{name}: {e.msg if hasattr(e, 'msg') else e}".splitlines()[0]) from e
+        raise DistillError(f"{where}: {e.msg if hasattr(e, 'msg') else e}".splitlines()[0]) from e
     if cfg.teacher is not None and cfg.teacher.get("device") is not None and "device" not in spec:
         teacher.device = cfg.teacher.device  # the run's device choice holds for every teacher
     out = copy.deepcopy(cfg)
