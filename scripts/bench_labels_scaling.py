@@ -6,7 +6,10 @@ Label sets built from the shared data (gold for scoring only):
   4   AG News (World, Sports, Business, Sci/Tech)
   28  GoEmotions dev, the texts with exactly one gold emotion
   32  GoEmotions' 28 emotions + AG News' 4 topics, over half GoEmotions texts and half AG News texts
-      (the largest set the shared data makes; no ~80-label set can be built from it without inventing labels)
+      (the largest set the shared data makes)
+  77  Banking77 test (customer-service intents such as card_arrival), not in ../shared: its test.csv from
+      https://github.com/PolyAI-LDN/task-specific-datasets (banking_data/, CC BY 4.0), given by --banking77
+      or BANKING77_CSV
 
 For each set, `--texts` texts (seeded) are labelled by: the full NLI teacher (teacher.shortlist=off), the
 default (teacher.shortlist=auto: the shortlist from 16 labels on, the full teacher below), and, where the
@@ -35,6 +38,18 @@ SHARED = Path(os.environ.get("DISTILL_SHARED", Path(__file__).resolve().parents[
 AG = ["World", "Sports", "Business", "Sci/Tech"]
 
 
+def banking77(n: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    given = os.environ.get("BANKING77_CSV", "")
+    path = Path(given)
+    if not given or not path.is_file():
+        raise SystemExit("the 77-label set needs Banking77's test.csv (git clone https://github.com/PolyAI-LDN/"
+                         "task-specific-datasets; banking_data/test.csv): pass --banking77 PATH or set BANKING77_CSV")
+    frame = pd.read_csv(path)
+    labels = sorted(frame["category"].unique())
+    pick = np.random.default_rng(seed).choice(len(frame), n, replace=False)
+    return frame["text"].iloc[pick].tolist(), frame["category"].iloc[pick].tolist(), labels
+
+
 def goemotions(seed: int) -> tuple[list[str], list[str], list[str]]:
     labels = (SHARED / "data/goemotions/emotions.txt").read_text().split()
     texts, gold = [], []
@@ -49,6 +64,8 @@ def goemotions(seed: int) -> tuple[list[str], list[str], list[str]]:
 def label_set(size: int, n: int, seed: int) -> tuple[list[str], list[str], list[str]]:
     """(texts, gold label names, label names) of `n` seeded texts."""
     rng = np.random.default_rng(seed)
+    if size == 77:
+        return banking77(n, seed)
     if size == 2:
         frame = pd.read_csv(SHARED / "data/sst2/dev.tsv", sep="\t", quoting=3)
         pick = rng.choice(len(frame), n, replace=False)
@@ -70,7 +87,7 @@ def label_set(size: int, n: int, seed: int) -> tuple[list[str], list[str], list[
         b = rng.choice(len(ag_texts), n - half, replace=False)
         return ([texts[i] for i in a] + [ag_texts[i] for i in b], [gold[i] for i in a] + [ag_gold[i] for i in b],
                 labels + AG)
-    raise SystemExit(f"no label set of size {size} (2, 4, 28, 32)")
+    raise SystemExit(f"no label set of size {size} (2, 4, 28, 32, 77)")
 
 
 def one(spec: dict) -> dict:
@@ -107,9 +124,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--teacher", default="deberta-v3-nli")
     parser.add_argument("--out", default="outputs/bench/labels_scaling.json")
+    parser.add_argument("--banking77", help="Banking77's test.csv, for the 77-label set (or BANKING77_CSV)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every teacher")
     args = parser.parse_args(argv)
+    if args.banking77:  # the child processes read it from the environment
+        os.environ["BANKING77_CSV"] = str(Path(args.banking77).resolve())
     if args.one:
         print("RESULT " + json.dumps(one(json.loads(args.one))))
         return 0
