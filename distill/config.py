@@ -180,6 +180,8 @@ class TeacherConfig:
     # first, itself one of them, and the likelier right one labels (NLI over many labels is near random where a
     # sentence encoder is not); null: never
     auto_from: Optional[int] = 16
+    # set by the comparison, never by hand: the choice.md it wrote, for the report (not part of any key)
+    chosen_by: Optional[str] = None
 
 
 @dataclass

@@ -80,7 +80,8 @@ def test_reviewed_answers_anchor_the_choice():
 @pytest.fixture
 def auto_cfg(make_cfg, default_models, tiny_encoder):  # noqa: F811
     (default_models / "all-mpnet-base-v2").symlink_to(tiny_encoder, target_is_directory=True)
-    return lambda *extra: make_cfg(f"paths.models={default_models}", "teacher=auto", "teacher.sample=20", *extra)
+    return lambda *extra: make_cfg(f"paths.models={default_models}", "teacher=auto", "teacher.sample=20",
+                                   f"student.model={tiny_encoder}", *extra)
 
 
 def test_teacher_auto_chooses_labels_and_is_reused(auto_cfg, monkeypatch):
@@ -101,10 +102,24 @@ def test_teacher_auto_chooses_labels_and_is_reused(auto_cfg, monkeypatch):
     # the sample was labelled once, by the comparison (and the pool repeats some of its texts)
     assert meta["n_texts"] == 32 and meta["n_from_cache"] >= 20
 
+    line = choice.chosen_line(cfg.teacher)
+    assert line.startswith(f"The teacher, {chosen}, was compared with") and str(folder / "choice.md") in line
+    assert "chosen_by" not in json.dumps(artifacts.label_identity(cfg))  # a note for the report, not a setting
+
     # Another command (a later stage) reads the choice back: nothing is labelled again.
     monkeypatch.setattr(choice, "compare", lambda *a: pytest.fail("compared again"))
     again = resolve_teacher(auto_cfg())
     assert again.teacher.name == chosen and artifacts.labels_dir(again) == artifacts.labels_dir(cfg)
+
+
+def test_the_report_says_which_teacher_was_chosen(auto_cfg):
+    from distill.stages import resolve_teacher, stage_run
+
+    cfg = resolve_teacher(auto_cfg())
+    stage_run("label")(cfg)
+    stage_run("train")(cfg)
+    report = open(stage_run("eval")(cfg)["report"]).read()
+    assert f"The teacher, {cfg.teacher.name}, was compared with" in report and "without gold" in report
 
 
 def test_teacher_auto_shares_the_users_prompts_with_every_candidate(auto_cfg):

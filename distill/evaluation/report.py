@@ -33,6 +33,8 @@ def write_report(out: Path, metrics: dict, table: str, plots: bool = True) -> tu
     out = Path(out)
     pngs = _plots(out, metrics) if plots else []
     lines = [f"# {metrics['data']}: teacher vs students", "", _headline(metrics), "", table.strip(), ""]
+    if metrics.get("teacher_choice"):
+        lines += [metrics["teacher_choice"], ""]
     for png in pngs:
         lines += [f"![{png.stem.replace('_', ' ')}]({png.name})", ""]
     lines += ["## Per class" + ("" if _gold(metrics) else " (against the teacher's labels)"), "", _per_class(metrics), ""]

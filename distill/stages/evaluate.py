@@ -179,6 +179,10 @@ def write_eval(cfg: DictConfig, entries: list[dict], table: str, n_texts: int, g
     if section:
         extra["reviewed"] = section
         table = table + "\n" + render_reviewed(section)
+    if cfg.teacher.get("chosen_by"):  # the teacher was chosen without gold (distill/weak/choice.py)
+        from ..weak.choice import chosen_line
+
+        extra["teacher_choice"] = chosen_line(cfg.teacher)
     metrics = {"data": cfg.data.name, "gold": gold, "n_heldout": n_texts, "labels": list(cfg.data.labels),
                "batch_sizes": list(cfg.eval.batch_sizes), "models": entries, **extra, "machine": machine()}
     artifacts.write_json(out / "metrics.json", metrics)

@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -130,7 +131,18 @@ def resolve(cfg: DictConfig) -> DictConfig:
     if choice["chosen"] not in candidates:
         raise DistillError(f"{path} names teacher {choice['chosen']}, not one of {names}; delete it to choose again")
     cfg.teacher = candidates[choice["chosen"]].teacher
+    cfg.teacher.chosen_by = str(folder / "choice.md")
     return cfg
+
+
+def chosen_line(teacher: DictConfig) -> str | None:
+    """For the report: which teacher was chosen without gold, against which, and where the table is."""
+    where = teacher.get("chosen_by")
+    if not where:
+        return None
+    choice = _read(Path(where).with_name("choice.json"))
+    others = ", ".join(r["teacher"] for r in choice["candidates"] if r["teacher"] != choice["chosen"])
+    return f"The teacher, {choice['chosen']}, was compared with {others} without gold and {choice['why']} ({where})."
 
 
 def _read(path) -> dict:
