@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .config import EvalStudents, TeacherConfig
+from .config import EvalStudents, TeacherConfig, multi_label
 from .data import data_fingerprint, has_gold
 from .errors import DistillError
 from .students.folder import RECORD_FILE, folder_meta, is_student, is_trained, trained_on
@@ -155,7 +155,9 @@ def student_identity(cfg: DictConfig) -> dict:
     labels = weak_identity(cfg) if uses_weak(cfg) else label_identity(cfg)
     share = holdout(cfg)
     answers = answers_identity(cfg)
-    return ({"answers": answers} if answers else {}) | {
+    # multi-label: the rule that makes the teacher's label sets sets the student's targets and thresholds
+    multi = {"multi_label": {"label_sets": str(cfg.teacher.label_sets)}} if multi_label(cfg) else {}
+    return ({"answers": answers} if answers else {}) | multi | {
         "labels": str(cfg.train.labels_path) if cfg.train.labels_path else labels,
         # options left at None (e.g. student.layers) stay out, so adding one keeps earlier students' names
         "student": {k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items()

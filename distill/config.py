@@ -128,6 +128,10 @@ class DataConfig:
     heldout_fraction: float = 0.2
     seed: int = 42
     ordinal: bool = False  # labels are ordered (e.g. 1-5 stars): eval adds off-by-one accuracy
+    # a text may have several labels (or none of the others: data.none_label): gold is a label set, the teacher
+    # scores each label on its own (teacher.multi_label follows), the student learns a sigmoid per label
+    multi_label: bool = False
+    label_separator: str = ","  # multi-label gold in one text column: "joy,love" (a JSONL/parquet list works too)
 
 
 @dataclass
@@ -150,6 +154,9 @@ class TeacherConfig:
     # Label names in every output stay as in data.labels.
     label_text: Dict[str, str] = field(default_factory=dict)
     multi_label: bool = False
+    # multi-label: which labels make a text's set, from the teacher's probabilities (no gold): relative:R (at least
+    # R times the text's top label), threshold:T, or top:K (distill/evaluation/multilabel.py, rule_sets)
+    label_sets: str = "relative:0.5"
     # nli/onnx: (text, hypothesis) pairs per forward pass; embedding, classifier: texts. null: the device's
     # own (distill.runtime.device.teacher_batch): 64 on a CPU, capped at 1,024 padded tokens; 512 on a GPU, capped at 32,768
     batch_size: Optional[int] = None
@@ -503,6 +510,12 @@ def settle(cfg: DictConfig, overrides: Optional[List[str]] = None) -> DictConfig
                            f"give one of them")
     data.labels = names
     return cfg
+
+
+def multi_label(cfg: DictConfig) -> bool:
+    """Is this run multi-label: data.multi_label, or a teacher asked to score each label on its own."""
+    data, teacher = cfg.get("data"), cfg.get("teacher")
+    return bool(data is not None and data.get("multi_label")) or bool(teacher is not None and teacher.get("multi_label"))
 
 
 def to_yaml(cfg: DictConfig) -> str:

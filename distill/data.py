@@ -41,7 +41,7 @@ CHUNK_ROWS = 10_000  # rows a streaming reader holds at once
 @dataclass
 class HeldOut:
     texts: list[str]
-    gold: list[str]  # gold label names, mapped through cfg.label_map
+    gold: list  # gold label names, mapped through cfg.label_map; multi-label: a list of names a text
     rows: np.ndarray | None = field(default=None, compare=False, repr=False)  # their rows in the file, from 0
 
 
@@ -487,6 +487,27 @@ def gold_names(values: list, cfg: DataConfig, where, present: np.ndarray | None 
     return names
 
 
+def gold_sets(values: list, cfg: DataConfig, where, present: np.ndarray | None = None) -> list[list[str]]:
+    """Multi-label gold: each value a set of labels ("4,27" split on data.label_separator, or a list from a
+    JSONL/parquet column), each member mapped through data.label_map and checked against data.labels; an
+    empty value is an empty set."""
+    labels = list(_optional(cfg, "labels") or [])
+    mapping = dict(cfg.label_map) if cfg.label_map is not None else {}
+    sets = []
+    for i, value in enumerate(values):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            parts = [_gold_str(v) for v in value]
+        else:
+            parts = [p.strip() for p in _gold_str(value).split(cfg.label_separator)]
+        names = [mapping.get(p, p) for p in parts if p]
+        unknown = [n for n in names if n not in labels]
+        if unknown and (present is None or present[i]):
+            raise DistillError(f"gold value {unknown[0]!r} in {where} (row {i + 1}, in {value!r}) is not a label: "
+                               f"data.labels is {labels}, data.label_map is {mapping or None}")
+        sets.append(list(dict.fromkeys(names)))
+    return sets
+
+
 def pool_gold(cfg: DataConfig, data_dir: str | Path) -> list[str]:
     """The gold label names of every row of the pool's source file (a label file's `row` indexes them): for
     benchmarks that play the person answering a review queue. Never used in a run."""
@@ -670,7 +691,7 @@ def load_heldout(cfg: DataConfig, data_dir: str | Path) -> HeldOut:
     source, role = (cfg.pool, "pool") if cfg.heldout is None else (cfg.heldout, "heldout")
     texts, raw_gold, where = _read_source(cfg, source, role, data_dir, with_gold=True)
     present, _ = _present([texts], where, "line" if _source_format(source, role, data_dir) == "lines" else "row", cfg)
-    gold = gold_names(raw_gold, cfg, where, present)
+    gold = (gold_sets if cfg.multi_label else gold_names)(raw_gold, cfg, where, present)
     rows, available = _rows(cfg, len(texts), "heldout", present)
     log.info("heldout: %d of %d texts with gold labels from %s", len(rows), available, where)
     return HeldOut(texts=[texts[i] for i in rows], gold=[gold[i] for i in rows], rows=rows)

@@ -6,6 +6,7 @@ Every input row comes back, in order, with its columns untouched, plus:
     score             the predicted label's probability
     prob_<label>      every label's probability
     text_missing      true for rows whose text is empty or missing: kept and marked, never dropped
+    predicted_labels  multi-label only: the label set, names joined by data.label_separator
 
 For a binary task `threshold` moves the decision: `positive_label` is predicted when its probability is
 at least the threshold (precision vs recall), the other label otherwise. The input is read and the
@@ -25,7 +26,7 @@ from .data import count_rows, file_format, read_frames
 from .errors import DistillError
 
 CHUNK_ROWS = 512  # rows read, predicted and written at a time (the progress bar moves per chunk)
-ADDED = ("predicted_label", "score", "text_missing")
+ADDED = ("predicted_label", "score", "text_missing", "predicted_labels")
 
 PredictProba = Callable[[Sequence[str], int], np.ndarray]
 
@@ -107,8 +108,10 @@ class _Writer:
 def predict_frame(chunk: pd.DataFrame, predict_proba: PredictProba, labels: Sequence[str],
                   text_columns: Sequence[str], separator: str = ". ", batch_size: int = 64,
                   threshold: Optional[float] = None, positive_label: Optional[str] = None,
-                  where: object = "the input") -> pd.DataFrame:
-    """The rows of `chunk`, in order, with the predictions added (see the module docstring)."""
+                  where: object = "the input", sets: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                  label_separator: str = ",") -> pd.DataFrame:
+    """The rows of `chunk`, in order, with the predictions added (see the module docstring). `sets`
+    (multi-label): probabilities [n, K] -> 0/1 label sets, which a threshold there already holds."""
     labels = list(labels)
     texts, missing = texts_of(chunk, text_columns, separator, where)
     probs = np.full((len(texts), len(labels)), np.nan, dtype=np.float32)
@@ -119,13 +122,20 @@ def predict_frame(chunk: pd.DataFrame, predict_proba: PredictProba, labels: Sequ
     out = chunk.drop(columns=[c for c in clash if c in chunk.columns])
     ids = np.full(len(texts), -1)
     if len(present):
-        ids[present] = decide(probs[present], labels, threshold, positive_label)
+        ids[present] = decide(probs[present], labels, None if sets is not None else threshold, positive_label)
     # a string column even when a chunk has no text at all, so every chunk has one schema
     out["predicted_label"] = pd.array([labels[i] if i >= 0 else None for i in ids], dtype="string")
     out["score"] = np.where(ids >= 0, probs[np.arange(len(ids)), np.maximum(ids, 0)], np.nan)
     for k, label in enumerate(labels):
         out[f"prob_{label}"] = probs[:, k]
     out["text_missing"] = missing
+    if sets is not None:
+        chosen = np.zeros(probs.shape, dtype=np.int64)
+        if len(present):
+            chosen[present] = sets(probs[present])
+        out["predicted_labels"] = pd.array([label_separator.join(labels[k] for k in np.flatnonzero(row))
+                                            if not gone else None for row, gone in zip(chosen, missing)],
+                                           dtype="string")
     return out
 
 
@@ -181,13 +191,14 @@ def write_frames(frames: Iterable[pd.DataFrame], output_path: Path, fmt: str, la
 def predict_file(input_path: Path, output_path: Path, predict_proba: PredictProba, labels: Sequence[str],
                  text_columns: Sequence[str], separator: str = ". ", batch_size: int = 64,
                  threshold: Optional[float] = None, positive_label: Optional[str] = None,
-                 desc: str = "predict", encoding: str = "utf-8") -> dict:
+                 desc: str = "predict", encoding: str = "utf-8",
+                 sets: Optional[Callable[[np.ndarray], np.ndarray]] = None, label_separator: str = ",") -> dict:
     """Write `output_path` (format from its extension) with the input's rows and the predictions."""
     input_path, output_path = Path(input_path), Path(output_path)
     fmt_in, fmt_out = check_paths(input_path, output_path)
     check_labels(labels, positive_label)
     frames = (predict_frame(chunk, predict_proba, labels, text_columns, separator, batch_size, threshold,
-                            positive_label, input_path)
+                            positive_label, input_path, sets=sets, label_separator=label_separator)
               for chunk in read_frames(input_path, fmt_in, CHUNK_ROWS, encoding=encoding))
     with tqdm(total=count_rows(input_path, fmt_in), desc=desc, unit="row") as bar:
         tally = write_frames(frames, output_path, fmt_out, labels, bar)

@@ -44,14 +44,33 @@ def measure(name: str, role: str, probs: np.ndarray, gold: np.ndarray | None, sp
         quality.update({"agreement_with_teacher": versus["accuracy"], "macro_f1_vs_teacher": versus["macro_f1"],
                         "ece_vs_teacher": versus["ece"], "confusion_vs_teacher": versus["confusion"],
                         "per_class_vs_teacher": versus["per_class"]})
-    entry = {"name": name, "role": role, **quality, **confidence_summary(probs, labels),
-             "samples_per_s": {str(bs): (round(r["samples_per_s"], 2) if r else None) for bs, r in speed.items()}}
+    entry = {"name": name, "role": role, **quality, **confidence_summary(probs, labels), **speed_fields(speed)}
+    return {**entry, **info}
+
+
+def speed_fields(speed: dict) -> dict:
+    """samples/s at each batch size and the latency at the smallest one timed, from a throughput() result."""
+    out = {"samples_per_s": {str(bs): (round(r["samples_per_s"], 2) if r else None) for bs, r in speed.items()}}
     timed = [bs for bs, r in speed.items() if r]
     if timed:
         first = speed[min(timed)]
-        entry["latency_ms"] = {"batch_size": min(timed), "p50": round(first["latency_ms_p50"], 2),
-                               "p95": round(first["latency_ms_p95"], 2)}
-    return {**entry, **info}
+        out["latency_ms"] = {"batch_size": min(timed), "p50": round(first["latency_ms_p50"], 2),
+                             "p95": round(first["latency_ms_p95"], 2)}
+    return out
+
+
+def measure_sets(name: str, role: str, probs: np.ndarray, sets: np.ndarray, gold: np.ndarray | None, speed: dict,
+                 info: dict, labels: list[str], teacher_sets: np.ndarray | None = None) -> dict:
+    """Multi-label: one row of the comparison from a model's probabilities and label sets [N, K], against gold
+    sets (when there are any) and the teacher's sets on the same texts."""
+    from .multilabel import cardinality, report, set_agreement
+
+    quality = report(probs, sets, gold, labels) if gold is not None else {"cardinality": cardinality(sets)}
+    if teacher_sets is not None:
+        quality["agreement_with_teacher"] = set_agreement(sets, teacher_sets)
+    shares = sets.mean(0)
+    return {"name": name, "role": role, **quality, "label_shares": dict(zip(labels, shares.round(4).tolist())),
+            **speed_fields(speed), **info}
 
 
 CONFIDENCE_EDGES = np.linspace(0.0, 1.0, 21)
@@ -77,6 +96,29 @@ def speedups(entries: list[dict], batch_sizes: list[int]) -> None:
             continue
         e["speedup_vs_teacher"] = {str(bs): (round(e["samples_per_s"][str(bs)] / teacher["samples_per_s"][str(bs)], 2)
                                              if teacher["samples_per_s"].get(str(bs)) else None) for bs in batch_sizes}
+
+
+def render_sets(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str, gold: bool = True) -> str:
+    """Multi-label: the comparison as a markdown table (micro-F1 and the rest against gold sets; agreement:
+    the micro-F1 of a model's sets against the teacher's)."""
+    scores = ["micro_f1", "macro_f1", "map", "subset_accuracy", "hamming_loss", "cardinality"] if gold else \
+        ["cardinality"]
+    names = {"micro_f1": "micro-F1", "macro_f1": "macro-F1", "map": "mAP", "subset_accuracy": "exact match",
+             "hamming_loss": "Hamming loss", "cardinality": "labels a text"}
+    header = ["model", "role", *(names[k] for k in scores), "agreement w/ teacher (micro-F1)"]
+    header += [f"samples/s @{bs}" for bs in batch_sizes] + ["MB", "parameters"]
+    rows = [[e["name"], e["role"], *(e.get(k) for k in scores), e.get("agreement_with_teacher")]
+            + [readable("samples_per_s", e["samples_per_s"].get(str(bs))) for bs in batch_sizes]
+            + [f"{e['size_mb']:,.1f}" if e.get("size_mb") is not None else None,
+               readable("num_parameters", e.get("num_parameters") or None)] for e in entries]
+    gold_card = next((e["gold_cardinality"] for e in entries if e.get("gold_cardinality") is not None), None)
+    what = f"held-out texts with gold label sets ({gold_card:.2f} labels a text)" if gold_card is not None else \
+        "texts the students never trained on (no gold: agreement with the teacher's sets)"
+    notes = [f"- {e['name']} speed-up over the teacher: "
+             + ", ".join(f"{r:.1f}x @{bs}" for bs, r in e["speedup_vs_teacher"].items() if r is not None)
+             for e in entries if any(v is not None for v in e.get("speedup_vs_teacher", {}).values())]
+    return (f"### {data}: {n_texts} {what}, multi-label\n\n" + markdown_table(header, rows)
+            + ("\n\n" + "\n".join(notes) if notes else "") + "\n")
 
 
 def render(entries: list[dict], batch_sizes: list[int], n_texts: int, data: str, gold: bool = True) -> str:

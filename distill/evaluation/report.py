@@ -64,6 +64,9 @@ def _gold(metrics: dict) -> bool:
 
 def _quality(metrics: dict) -> tuple[str, str]:
     """(the entry key that says how good a model is, its name in prose)."""
+    if metrics.get("multi_label"):
+        return ("micro_f1", "micro-F1") if _gold(metrics) else \
+            ("agreement_with_teacher", "agreement with the teacher's label sets (micro-F1)")
     return ("accuracy", "accuracy") if _gold(metrics) else ("agreement_with_teacher", "agreement with the teacher")
 
 
@@ -78,8 +81,8 @@ def _headline(metrics: dict) -> str:
     text = f"Best student: **{best['name']}**, {what} {best[key]:.4f}"
     if teacher and _gold(metrics):
         versus = describe_difference(best["vs_teacher"]) if best.get("vs_teacher") else \
-            f"{100 * (best['accuracy'] - teacher['accuracy']):+.1f} points"
-        text += f" (teacher {teacher['name']}: {teacher['accuracy']:.4f}; {versus})"
+            f"{100 * (best[key] - teacher[key]):+.1f} points"
+        text += f" (teacher {teacher['name']}: {teacher[key]:.4f}; {versus})"
     if teacher:
         ratios = {bs: r for bs, r in (best.get("speedup_vs_teacher") or {}).items() if r}
         if ratios:
@@ -95,7 +98,20 @@ def _headline(metrics: dict) -> str:
     return text + "."
 
 
+def _per_label(metrics: dict) -> str:
+    """Multi-label: a row a label (there are often many): each model's F1 and the gold support."""
+    models = [m for m in metrics["models"] if "per_class" in m]
+    header = ["label", "gold texts"] + [f"{m['name']} F1" for m in models] + [f"{m['name']} share" for m in models]
+    rows = [[label, models[0]["per_class"][label]["support"] if models else None]
+            + [m["per_class"][label]["f1"] for m in models]
+            + [f"{100 * (m.get('label_shares') or {}).get(label, 0):.1f}%" for m in models]
+            for label in metrics["labels"]]
+    return markdown_table(header, rows)
+
+
 def _per_class(metrics: dict) -> str:
+    if metrics.get("multi_label"):
+        return _per_label(metrics)
     labels = metrics["labels"]
     key = "per_class" if _gold(metrics) else "per_class_vs_teacher"
     header = ["model"] + [f"{label} P / R / F1" for label in labels] + ["label shares"]
@@ -115,9 +131,37 @@ def _plots(out: Path, metrics: dict) -> list[Path]:
     except ImportError:
         log.warning("report: matplotlib is not installed, so the report has no plots (pip install 'distill[plots]')")
         return []
+    if metrics.get("multi_label"):
+        paths = [_label_f1(out, metrics, plt), _throughput(out, metrics, plt), _accuracy_vs_speed(out, metrics, plt)]
+        return [p for p in paths if p is not None]
     paths = [_confusions(out, metrics, plt), _throughput(out, metrics, plt), _accuracy_vs_speed(out, metrics, plt),
              _confidence(out, metrics, plt), _label_shares(out, metrics, plt)]
     return [p for p in paths if p is not None]
+
+
+def _label_f1(out: Path, metrics: dict, plt) -> Path | None:
+    """Multi-label: each label's F1 for every model, labels sorted by gold support (the most common on top)."""
+    import numpy as np
+
+    models = [m for m in metrics["models"] if "per_class" in m]
+    if not models:
+        return None
+    labels = sorted(metrics["labels"], key=lambda name: -models[0]["per_class"][name]["support"])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(labels) * max(1, len(models)) ** 0.5))
+    height = 0.8 / len(models)
+    y = np.arange(len(labels))
+    for i, m in enumerate(models):
+        colour, hatch = _bar_style(m, metrics["models"])
+        ax.barh(y + i * height, [m["per_class"][name]["f1"] for name in labels], height, label=m["name"],
+                color=colour, hatch=hatch, edgecolor="white")
+    ax.set_yticks(y + height * (len(models) - 1) / 2)
+    ax.set_yticklabels([f"{name} ({models[0]['per_class'][name]['support']})" for name in labels], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("F1 against the gold label sets")
+    ax.set_title(f"{metrics['data']}: F1 of each label (gold texts in brackets)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out / "label_f1.png", plt)
 
 
 def _save(fig, path: Path, plt, top_inches: float = 0.0) -> Path:

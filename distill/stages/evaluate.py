@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
+from ..config import multi_label
 from ..data import has_gold, load_heldout
 from ..errors import DistillError
 from ..evaluation.compare import measure, render, speedups, weights_size_mb
@@ -175,7 +176,8 @@ def reviewed(cfg: DictConfig, folders: list[Path]) -> dict | None:
 def write_eval(cfg: DictConfig, entries: list[dict], table: str, n_texts: int, gold: bool, **extra) -> dict:
     """metrics.json, metrics.md, report.md and its plots in this config's eval folder; the stage's result."""
     out = artifacts.report_dir(cfg)
-    section = reviewed(cfg, extra.pop("folders", []))
+    folders = extra.pop("folders", [])
+    section = None if extra.get("multi_label") else reviewed(cfg, folders)
     if section:
         extra["reviewed"] = section
         table = table + "\n" + render_reviewed(section)
@@ -191,16 +193,69 @@ def write_eval(cfg: DictConfig, entries: list[dict], table: str, n_texts: int, g
     print("\n" + table)
     log.info("eval: %d %s texts scored -> %s", n_texts, "held-out" if gold else "unseen", out / "metrics.json")
     print(f"report: {report}")
-    key = "accuracy" if gold else "agreement_with_teacher"
+    key = "micro_f1" if extra.get("multi_label") and gold else "accuracy" if gold else "agreement_with_teacher"
     return {"eval_dir": str(out), "report": str(report), "plots": [str(p) for p in plots], "gold": gold,
             **{f"{e['role']}_{key}": e.get(key) for e in entries if e.get("variant", "torch") == "torch"},
             "models": entries, **({"reviewed": section} if section else {})}
+
+
+def run_multi_label(cfg: DictConfig) -> dict:
+    """Multi-label: the teacher's label sets (teacher.label_sets) and each student's (its per-label thresholds)
+    against the gold sets of the held-out texts, or, without gold, each student's sets against the teacher's on
+    texts it never trained on; speed as for single-label."""
+    from ..evaluation import multilabel as ml
+    from ..evaluation.compare import measure_sets, render_sets
+    from ..students.folder import thresholds_of
+
+    labels, batch_sizes = list(cfg.data.labels), list(cfg.eval.batch_sizes)
+    if artifacts.uses_weak(cfg):
+        raise DistillError("weak supervision is single-label: stage=weak cannot feed a multi-label run")
+    folders = artifacts.find_students(cfg)
+    gold_known = has_gold(cfg.data)
+    if gold_known:
+        held = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
+        texts = held.texts
+        gold = ml.indicators([g if cfg.data.multi_label else [g] for g in held.gold], labels)
+        teacher = build_teacher(cfg.teacher, labels)
+        teacher_probs = read_labels(label_split(cfg, "heldout", teacher=teacher).path, labels)[1]
+    else:
+        path, rows = artifacts.unseen_rows(folders[0])
+        all_texts, all_probs = read_labels(path, labels)
+        texts, teacher_probs, gold = [all_texts[i] for i in rows], all_probs[rows], None
+        teacher = build_teacher(cfg.teacher, labels) if cfg.eval.teacher else None
+    teacher_sets = ml.rule_sets(teacher_probs, cfg.teacher.label_sets)
+    entries = []
+    if cfg.eval.teacher:
+        speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)),
+                           texts, "teacher")
+        entry = measure_sets(cfg.teacher.name, "teacher", teacher_probs, teacher_sets, gold, speed,
+                             teacher_info(cfg, teacher), labels, teacher_sets)
+        entries.append({**entry, "label_sets": str(cfg.teacher.label_sets)})
+    for folder in folders:
+        thresholds = thresholds_of(folder)
+        if thresholds is None:
+            raise DistillError(f"student at {folder} is single-label (a softmax over labels); this run is multi-label: "
+                               f"train it again here (stage=train) for a sigmoid a label")
+        for variant in available_variants(folder, list(cfg.eval.variants)):
+            student = load_classifier(folder, device=cfg.train.device if variant == "torch" else "cpu", variant=variant)
+            probs = student.predict_proba(texts, batch_size=max(batch_sizes), progress=True)
+            speed = time_model(cfg, lambda t, bs: student.predict_proba(t, batch_size=bs), texts, variant)
+            name = student_label(folder) + ("" if variant == "torch" else f" {variant}")
+            info = {"kind": "finetune", "variant": variant, "model": str(getattr(student, "path", None) or folder),
+                    "size_mb": student.size_mb(), "num_parameters": student.num_parameters()}
+            entries.append(measure_sets(name, "student", probs, ml.threshold(probs, thresholds), gold, speed, info,
+                                        labels, teacher_sets))
+    speedups(entries, batch_sizes)
+    table = render_sets(entries, batch_sizes, len(texts), cfg.data.name, gold=gold_known)
+    return write_eval(cfg, entries, table, n_texts=len(texts), gold=gold_known, multi_label=True, folders=[])
 
 
 def run(cfg: DictConfig) -> dict:
     if cfg.eval.repeats < 1:  # checked before anything is loaded or timed
         raise DistillError(f"eval.repeats must be at least 1 (timed passes at each batch size), "
                            f"got {cfg.eval.repeats}")
+    if multi_label(cfg):
+        return run_multi_label(cfg)
     if not has_gold(cfg.data):
         return run_without_gold(cfg)
     held = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))

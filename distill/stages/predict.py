@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..config import Engine, PredictModel
+from ..config import Engine, PredictModel, multi_label
 from ..data import FORMATS, file_format
 from ..errors import DistillError
 from ..predictions import CHUNK_ROWS, check_labels, predict_file, predict_frame
@@ -45,6 +45,30 @@ def classifier(cfg: DictConfig):
     return (lambda texts, bs: model.predict_proba(texts, batch_size=bs)), list(model.labels), model.name
 
 
+def set_rule(cfg: DictConfig):
+    """Multi-label: probabilities -> label sets, by predict.threshold (one for every label) when it is set, else
+    the student's per-label thresholds (the teacher's teacher.label_sets rule for predict.model=teacher); None
+    for a single-label run."""
+    if not multi_label(cfg):
+        return None
+    from ..evaluation import multilabel as ml
+    from ..students.folder import thresholds_of
+
+    given = cfg.predict.threshold
+    if given is not None:
+        if not 0 < given < 1:
+            raise DistillError(f"predict.threshold must be between 0 and 1, got {given}")
+        return partial(ml.threshold, thresholds=float(given))
+    if cfg.predict.model == PredictModel.teacher:
+        return partial(ml.rule_sets, rule=str(cfg.teacher.label_sets))
+    folder = artifacts.predict_student(cfg)
+    thresholds = thresholds_of(folder)
+    if thresholds is None:
+        raise DistillError(f"the student at {folder} is single-label (a softmax over labels) and this run is "
+                           f"multi-label: train one here (stage=train), or predict with data.multi_label=false")
+    return partial(ml.threshold, thresholds=thresholds)
+
+
 def text_columns(cfg: DictConfig) -> list[str]:
     return [cfg.predict.text_column] if cfg.predict.text_column else list(cfg.data.text_columns)
 
@@ -55,7 +79,8 @@ def frame_predictor(cfg: DictConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
     predict_proba, labels, _ = classifier(cfg)
     return partial(predict_frame, predict_proba=predict_proba, labels=labels, text_columns=text_columns(cfg),
                    separator=cfg.data.text_separator, batch_size=cfg.predict.batch_size,
-                   threshold=cfg.predict.threshold, positive_label=cfg.predict.positive_label)
+                   threshold=cfg.predict.threshold, positive_label=cfg.predict.positive_label, sets=set_rule(cfg),
+                   label_separator=cfg.data.label_separator)
 
 
 def threshold_from_answers(cfg: DictConfig, predict_proba, labels: list[str]) -> float:
@@ -121,7 +146,8 @@ def run(cfg: DictConfig) -> dict:
     else:
         result = predict_file(input_path, out, predict_proba, labels, columns, cfg.data.text_separator,
                               cfg.predict.batch_size, cfg.predict.threshold, cfg.predict.positive_label,
-                              desc=f"predict {name}", encoding=cfg.data.encoding)
+                              desc=f"predict {name}", encoding=cfg.data.encoding, sets=set_rule(cfg),
+                              label_separator=cfg.data.label_separator)
     log.info("predict: %d rows (%d without text, kept and marked) -> %s", result["n_rows"],
              result["n_missing_text"], out)
     return {**result, "model": name}

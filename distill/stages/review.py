@@ -20,6 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .. import artifacts
+from ..config import multi_label
 from ..errors import DistillError
 from ..labelstore import read_labels
 from ..review.answers import answer_files, read_answers
@@ -81,6 +82,9 @@ def next_round(folder: Path) -> Path:
 
 
 def run(cfg: DictConfig) -> dict:
+    if multi_label(cfg):
+        raise DistillError("stage=review asks for one label a text: it is single-label only (multi-label review "
+                           "is not built yet)")
     review = cfg.review
     if review.size < 1 or not 0 <= review.random <= review.size:
         raise DistillError(f"review.size must be at least 1 and review.random between 0 and review.size, got "

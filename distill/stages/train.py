@@ -7,6 +7,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
+from ..config import multi_label
+from ..errors import DistillError
+from ..evaluation.multilabel import rule_sets
 from ..labelstore import read_labels, read_weights
 from ..review.answers import with_answers
 from ..runtime.device import is_main_process, world_size
@@ -45,6 +48,10 @@ def _train(cfg: DictConfig) -> dict:
         log.info("train: %d of the %d labelled texts kept out of training, for eval to score the student against "
                  "the teacher (no gold labels; train.holdout)", len(held), len(keep) + len(held))
     answers = artifacts.review_answers(cfg)
+    multi = multi_label(cfg)
+    if multi and len(answers):
+        raise DistillError("review answers give one label a text: they cannot teach a multi-label student yet "
+                           "(set review.answers=null)")
     texts, probs, weights, learned = with_answers(texts, probs, weights, answers, cfg.review.gold_weight)
     if learned:
         log.info("train: %d reviewed texts learn their gold label (review.gold_weight=%s); %d of the random review "
@@ -54,8 +61,13 @@ def _train(cfg: DictConfig) -> dict:
         log.warning("train: only %d texts to learn from; a student needs more to copy its teacher well (tried on "
                     "71 reviews, one agreed with the teacher on half of the texts it had not seen, against about "
                     "85%% from 1,800): label more texts if you have them (a bigger file, data.pool_size)", len(texts))
+    sets = rule_sets(probs, cfg.teacher.label_sets) if multi else None
+    if multi:
+        log.info("train: multi-label: the teacher's label sets (teacher.label_sets=%s) hold %.2f labels a text; the "
+                 "student learns a sigmoid a label and per-label thresholds", cfg.teacher.label_sets,
+                 float(sets.sum(1).mean()))
     summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir, weights=weights,
-                            holdout={"fraction": share, "seed": cfg.train.seed, "n_texts": len(held)})
+                            holdout={"fraction": share, "seed": cfg.train.seed, "n_texts": len(held)}, sets=sets)
     summary.update(learned)
     if not is_main_process():
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}

@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
+from ..config import multi_label
 from ..data import has_gold, load_heldout, load_pool
 from ..errors import DistillError
 from ..evaluation.metrics import label_ids
@@ -74,6 +75,9 @@ def reviewed_accuracy(sources: list[Source], pool: SplitVotes, answers, labels: 
 
 
 def run(cfg: DictConfig) -> dict:
+    if multi_label(cfg):
+        raise DistillError("weak supervision combines one label a text: it is single-label only (a label model a "
+                           "label is not built yet); for multi-label data run stage=label with a teacher")
     weak = check_weak(cfg.get("weak"))
     labels, data_dir = list(cfg.data.labels), os.path.expanduser(cfg.paths.data)
     sources = build_sources(cfg)

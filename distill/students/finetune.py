@@ -33,9 +33,9 @@ from ..runtime import fast_deberta
 from ..runtime.device import STUDENT_CPU_MAX_TOKENS, resolve_device, world_size
 from ..runtime.models import load_error, looks_local, resolve_model_ref
 from .batched import TokenClassifier
-from .folder import folder_meta, folder_size_mb, input_max_length
+from .folder import MULTI_LABEL, folder_meta, folder_size_mb, input_max_length, is_multi_label
 from .layers import keep_first_layers
-from .losses import hard_cross_entropy, soft_cross_entropy
+from .losses import hard_cross_entropy, multi_label_cross_entropy, soft_cross_entropy
 from .trainset import LabelledTexts
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,15 @@ TARGETS = ("soft", "hard")
 
 class DistillationTrainer(Trainer):
     """A Trainer that computes the loss itself: soft cross-entropy on float [B, K] teacher probabilities,
-    plain cross-entropy on int [B] class ids, each optionally weighted per text (`weights` [B])."""
+    plain cross-entropy on int [B] class ids, each optionally weighted per text (`weights` [B]); multi-label,
+    binary cross-entropy a label on float [B, K] targets."""
 
     # compute_loss returns a per-batch mean, so the Trainer must still divide it for gradient accumulation
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, temperature: float = 1.0, **kwargs):
+    def __init__(self, *args, temperature: float = 1.0, multi_label: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.temperature = temperature
+        self.temperature, self.multi_label = temperature, multi_label
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
@@ -60,7 +61,9 @@ class DistillationTrainer(Trainer):
         labels = inputs.pop("labels")
         weights = inputs.pop("weights", None)
         outputs = model(**inputs)
-        if labels.is_floating_point() and labels.dim() == 2:
+        if self.multi_label:
+            loss = multi_label_cross_entropy(outputs.logits, labels, weights)
+        elif labels.is_floating_point() and labels.dim() == 2:
             loss = soft_cross_entropy(outputs.logits, labels, self.temperature, weights)
         elif not labels.is_floating_point() and labels.dim() == 1:
             loss = hard_cross_entropy(outputs.logits, labels, weights)
@@ -70,25 +73,29 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def load_student(ref: str, labels: Sequence[str], layers: int | None = None):
+def load_student(ref: str, labels: Sequence[str], layers: int | None = None, multi_label: bool = False):
     """Tokenizer and model with a K-way head named after `labels`; a head of another size is replaced.
-    With `layers`, only the encoder's first `layers` transformer layers are kept."""
+    With `layers`, only the encoder's first `layers` transformer layers are kept. `multi_label`: the config
+    says so (problem_type), and `pipeline("text-classification")` then applies a sigmoid a label."""
     path = resolve_model_ref(ref, "student.model")
     id2label = dict(enumerate(labels))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True)
+            ignore_mismatched_sizes=True, **({"problem_type": MULTI_LABEL} if multi_label else {}))
     except (OSError, ValueError) as e:
         raise load_error(ref, "student.model", e) from e
     return tokenizer, keep_first_layers(model, layers)
 
 
-def make_targets(probs: np.ndarray, kind: str) -> list:
-    """Per-example targets: `soft` keeps the teacher's probability rows, `hard` takes their argmax."""
+def make_targets(probs: np.ndarray, kind: str, sets: np.ndarray | None = None) -> list:
+    """Per-example targets: `soft` keeps the teacher's probability rows, `hard` takes their argmax (multi-label,
+    given the teacher's label `sets` [N, K]: their 0/1 rows)."""
     if kind == "soft":
         return probs.astype(np.float32).tolist()  # lists of floats reach the model as float32 [B, K]
+    if kind == "hard" and sets is not None:
+        return np.asarray(sets, dtype=np.float32).tolist()
     if kind == "hard":
         return probs.argmax(axis=1).tolist()  # ints reach the model as int64 [B]
     raise DistillError(f"train.targets='{kind}' is not one of {', '.join(TARGETS)}")
@@ -96,7 +103,7 @@ def make_targets(probs: np.ndarray, kind: str) -> list:
 
 def encode(tokenizer, data: LabelledTexts, kind: str, max_length: int) -> list[dict]:
     """Tokenized examples, unpadded: DataCollatorWithPadding pads each batch to its own longest text."""
-    targets = make_targets(data.probs, kind)
+    targets = make_targets(data.probs, kind, data.sets)
     enc = tokenizer(list(data.texts), truncation=True, max_length=max_length)
     cut = sum(len(ids) >= max_length for ids in enc["input_ids"])
     if cut:
@@ -124,6 +131,39 @@ def agreement_metric(eval_pred) -> dict:
     agreement = float((logits.argmax(axis=1) == teacher).mean())
     return {"agreement": agreement, "cross_entropy": cross_entropy,
             "selection": agreement - 1e-3 * min(cross_entropy, 100.0)}
+
+
+def set_metric(eval_pred) -> dict:
+    """Multi-label validation: how the student's sets (sigmoid >= 0.5) match the teacher's (target >= 0.5) as a
+    micro-F1, the binary cross-entropy, and `selection`: the F1, ties broken by the lower cross-entropy."""
+    from ..evaluation.multilabel import set_agreement
+
+    logits, targets = eval_pred.predictions, eval_pred.label_ids
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    p = np.clip(1.0 / (1.0 + np.exp(-logits)), 1e-7, 1 - 1e-7)
+    bce = float(-(targets * np.log(p) + (1 - targets) * np.log(1 - p)).mean())
+    agreement = set_agreement((p >= 0.5).astype(int), (targets >= 0.5).astype(int))
+    return {"agreement": agreement, "cross_entropy": bce, "selection": agreement - 1e-3 * min(bce, 100.0)}
+
+
+def fit_thresholds(probs: np.ndarray, sets: np.ndarray) -> list[float]:
+    """Per label, the threshold on the student's probability that best reproduces the teacher's label sets on the
+    validation split (F1 of that label; no gold): candidates are the probabilities seen, midway between
+    neighbours. A label the teacher never gave there keeps 0.5."""
+    from sklearn.metrics import f1_score
+
+    out = []
+    for k in range(probs.shape[1]):
+        p, y = probs[:, k], sets[:, k]
+        if y.sum() == 0:
+            out.append(0.5)
+            continue
+        seen = np.unique(p)
+        cuts = np.concatenate([[seen[0]], (seen[1:] + seen[:-1]) / 2]) if len(seen) > 1 else seen
+        scores = [f1_score(y, p >= c, zero_division=0) for c in cuts]
+        out.append(round(float(cuts[int(np.argmax(scores))]), 6))
+    return out
 
 
 def training_args(train: TrainConfig, out_dir: Path, n_texts: int, validate: bool = False) -> TrainingArguments:
@@ -167,7 +207,8 @@ def build_trainer(data: LabelledTexts, val: LabelledTexts | None, labels, studen
                   train: TrainConfig, out_dir: Path) -> DistillationTrainer:
     """The trainer `train_student` runs: seeded student, unpadded examples, dynamic padding."""
     set_seed(train.seed)  # the new head is drawn at load time, before the Trainer seeds anything
-    tokenizer, model = load_student(student.model, labels, student.layers)
+    multi = data.sets is not None
+    tokenizer, model = load_student(student.model, labels, student.layers, multi_label=multi)
     callbacks = [TimeBudget(train.max_minutes, validate=val is not None)] if train.max_minutes is not None else []
     if val is not None and train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
@@ -176,8 +217,9 @@ def build_trainer(data: LabelledTexts, val: LabelledTexts | None, labels, studen
         processing_class=tokenizer,
         train_dataset=encode(tokenizer, data, train.targets, student.max_length),
         eval_dataset=encode(tokenizer, val, train.targets, student.max_length) if val is not None else None,
-        compute_metrics=agreement_metric if val is not None else None,
-        data_collator=DataCollatorWithPadding(tokenizer), temperature=train.temperature, callbacks=callbacks)
+        compute_metrics=(set_metric if multi else agreement_metric) if val is not None else None,
+        data_collator=DataCollatorWithPadding(tokenizer), temperature=train.temperature, callbacks=callbacks,
+        multi_label=multi)
 
 
 class TimeBudget(TrainerCallback):
@@ -236,10 +278,21 @@ def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, tr
     """Fine-tune the whole encoder with the distillation loss (transformers Trainer)."""
     trainer = build_trainer(data, val, labels, student, train, out_dir)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(out_dir, train))
+    thresholds = None
+    if data.sets is not None:  # per-label thresholds that reproduce the teacher's sets on the validation split
+        if val is not None:
+            logits = trainer.predict(trainer.eval_dataset).predictions
+            probs = 1.0 / (1.0 + np.exp(-np.asarray(logits[0] if isinstance(logits, tuple) else logits, np.float64)))
+            thresholds = fit_thresholds(probs, val.sets)
+        else:
+            thresholds = [0.5] * len(labels)
+        trainer.model.config.distill_thresholds = thresholds  # saved in config.json beside problem_type
     trainer.save_model(str(out_dir))  # rank 0 only, under torchrun / accelerate launch
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(out_dir)
     summary = {"train_loss": float(result.training_loss), "steps": int(result.global_step)}
+    if thresholds is not None:
+        summary["thresholds"] = dict(zip(labels, thresholds))
     budget = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TimeBudget)), None)
     if budget is not None and budget.stopped_at:
         summary["stopped_at_time_limit"] = budget.stopped_at
@@ -272,6 +325,7 @@ class StudentClassifier(TokenClassifier):
         fast_deberta.install(self.model)  # a DeBERTa-v2/v3 student: same logits, less CPU time
         id2label = self.model.config.id2label
         self.labels = [id2label[i] for i in range(len(id2label))]
+        self.multi_label = is_multi_label(self.model.config)
         self.name = meta.get("student", {}).get("name") or self.folder.name
         self.max_length = max_length or input_max_length(self.folder, self.tokenizer, self.model.config)
         self.max_tokens = STUDENT_CPU_MAX_TOKENS if self.device.type == "cpu" else None
@@ -279,7 +333,8 @@ class StudentClassifier(TokenClassifier):
     @torch.inference_mode()
     def _probs(self, batch) -> np.ndarray:
         batch = batch.to(self.device)
-        return torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
+        logits = self.model(**batch).logits.float()
+        return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)).cpu().numpy()
 
     def num_parameters(self) -> int:
         return self.model.num_parameters()

@@ -20,6 +20,35 @@ META_FILE = "distill_train.json"
 SPEC_FILE = "distill_student.json"
 RECORD_FILE = "distill_config.json"
 SUMMARY_KEYS = ("train_loss", "seconds", "n_texts", "n_val", "val_agreement")
+MULTI_LABEL = "multi_label_classification"  # config.problem_type of a multi-label student: a sigmoid a label
+
+
+def is_multi_label(config) -> bool:
+    """A classifier's transformers config says it scores each label on its own (sigmoid), not a softmax."""
+    return getattr(config, "problem_type", None) == MULTI_LABEL
+
+
+def thresholds_of(folder) -> list[float] | None:
+    """A multi-label student's per-label decision thresholds (config.json `distill_thresholds`, set by training
+    on the teacher-labelled validation split); None for a single-label student."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    if config.get("problem_type") != MULTI_LABEL:
+        return None
+    return config.get("distill_thresholds") or [0.5] * len(config.get("id2label", {}))
+
+
+def probabilities(logits, multi_label: bool):
+    """numpy logits [N, K] -> probabilities: a sigmoid a label (multi-label) or a softmax over the labels."""
+    import numpy as np
+
+    logits = np.asarray(logits, dtype=np.float64)
+    if multi_label:
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 @contextmanager

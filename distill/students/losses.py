@@ -39,3 +39,15 @@ def hard_cross_entropy(student_logits: torch.Tensor, targets: torch.Tensor,
         return per_example.mean()
     weights = weights.to(per_example)
     return (weights * per_example).sum() / weights.sum().clamp_min(1e-12)
+
+
+def multi_label_cross_entropy(student_logits: torch.Tensor, targets: torch.Tensor,
+                              weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Multi-label: binary cross-entropy of each label's sigmoid against its target (the teacher's own
+    probability of that label, or 0/1 of its label set), averaged over the labels; `weights` [B] as above."""
+    per_example = F.binary_cross_entropy_with_logits(student_logits.float(), targets.float(),
+                                                     reduction="none").mean(dim=-1)
+    if weights is None:
+        return per_example.mean()
+    weights = weights.to(per_example)
+    return (weights * per_example).sum() / weights.sum().clamp_min(1e-12)

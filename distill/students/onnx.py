@@ -37,7 +37,7 @@ from ..errors import DistillError, require
 from ..runtime import cpuinfo, fast_deberta
 from ..runtime.device import STUDENT_CPU_MAX_TOKENS
 from .batched import TokenClassifier
-from .folder import folder_meta, folder_size_mb, input_max_length, kind_of
+from .folder import folder_meta, folder_size_mb, input_max_length, is_multi_label, kind_of, probabilities
 
 log = logging.getLogger(__name__)
 ONNX_DIR = "onnx"
@@ -187,7 +187,7 @@ def check_export(path: Path, folder: Path, model, tokenizer, atol: float = 1e-3)
     for texts in (CHECK_TEXTS[:1], CHECK_TEXTS, CHECK_TEXTS[2:3]):
         enc = tokenizer(texts, padding=True, truncation=True, max_length=session.max_length, return_tensors="pt")
         with torch.inference_mode():
-            want = torch.softmax(model(**enc).logits.float(), -1).numpy()
+            want = probabilities(model(**enc).logits.float().numpy(), is_multi_label(model.config))
         got = session.predict_proba(texts, batch_size=len(texts))
         if not np.allclose(got, want, atol=atol):
             raise DistillError(f"the ONNX export of {folder} disagrees with the torch model (max |diff| "
@@ -208,6 +208,7 @@ class ONNXClassifier(TokenClassifier):
         meta = folder_meta(self.folder)
         config = AutoConfig.from_pretrained(self.folder)
         self.labels = [config.id2label[i] for i in range(len(config.id2label))]
+        self.multi_label = is_multi_label(config)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self.max_length = input_max_length(self.folder, self.tokenizer, config)
         variant = "onnx-int8" if self.path.name == INT8 else "onnx"
@@ -221,9 +222,7 @@ class ONNXClassifier(TokenClassifier):
 
     def _probs(self, batch) -> np.ndarray:
         logits = self.session.run(["logits"], {n: batch[n].astype(np.int64) for n in self.inputs})[0]
-        z = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return probabilities(logits, self.multi_label)
 
     def num_parameters(self) -> int:
         import onnx

@@ -41,14 +41,18 @@ TRAINERS = {"transformers": finetune, "txtai": txtai_finetune}
 
 def train_student(texts: list[str], probs: np.ndarray, labels: list[str], student: StudentConfig,
                   train: TrainConfig, out_dir: Path, weights: np.ndarray | None = None,
-                  holdout: dict | None = None) -> dict:
+                  holdout: dict | None = None, sets: np.ndarray | None = None) -> dict:
     """Train `student` on the teacher's probabilities; save a self-contained folder at out_dir. `holdout`
-    records which texts of the label file were kept out of training (for eval)."""
+    records which texts of the label file were kept out of training (for eval). `sets` [N, K] (multi-label):
+    the teacher's label sets; the student then learns a sigmoid a label and per-label thresholds."""
     out_dir = Path(out_dir)
     if train.targets not in TARGETS:
         raise DistillError(f"train.targets='{train.targets}' is not one of {', '.join(TARGETS)}")
-    data, val, stats = prepare(texts, probs, labels, train, weights)
+    data, val, stats = prepare(texts, probs, labels, train, weights, sets=sets)
     kind = getattr(student, "kind", "finetune")
+    if sets is not None and (kind != "finetune" or train.trainer != "transformers"):
+        raise DistillError(f"multi-label data trains a fine-tuned student with the transformers trainer; "
+                           f"student.kind={kind}, train.trainer={train.trainer} is single-label only")
     if kind == "embedding_lr" and student.layers is not None:
         raise DistillError("student.layers applies to fine-tuned students; an embedding_lr student uses its "
                            "whole encoder (leave student.layers unset)")
@@ -73,12 +77,15 @@ def train_student(texts: list[str], probs: np.ndarray, labels: list[str], studen
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     summary = {"out_dir": str(out_dir), **summary, "seconds": round(seconds, 2), "n_texts": len(data), **stats,
                **({"holdout": holdout} if holdout and holdout.get("n_texts") else {})}
-    write_meta(out_dir, summary, np.asarray(probs, dtype=np.float32), labels, student, train)
+    write_meta(out_dir, summary, np.asarray(probs, dtype=np.float32), labels, student, train, sets=sets)
     return summary
 
 
-def write_meta(out_dir: Path, summary: dict, probs: np.ndarray, labels, student, train) -> None:
+def write_meta(out_dir: Path, summary: dict, probs: np.ndarray, labels, student, train, sets=None) -> None:
     counts = np.bincount(probs.argmax(axis=1), minlength=len(labels)).tolist()
+    if sets is not None:
+        summary = {**summary, "multi_label": True,
+                   "teacher_set_counts": dict(zip(labels, np.asarray(sets).sum(0).astype(int).tolist()))}
     meta = {**summary, "labels": list(labels),
             "label_distribution": {"argmax_counts": dict(zip(labels, counts)),
                                    "mean_probs": dict(zip(labels, probs.mean(axis=0).round(4).tolist()))},

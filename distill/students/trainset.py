@@ -27,13 +27,15 @@ class LabelledTexts:
     texts: list[str]
     probs: np.ndarray  # [N, K] teacher probabilities
     weights: Optional[np.ndarray] = None  # [N] per-text loss weights; None: all 1
+    sets: Optional[np.ndarray] = None  # multi-label: [N, K] 0/1, the teacher's label sets; None: single-label
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def take(self, idx: np.ndarray) -> "LabelledTexts":
         return LabelledTexts([self.texts[i] for i in idx], self.probs[idx],
-                             None if self.weights is None else self.weights[idx])
+                             None if self.weights is None else self.weights[idx],
+                             None if self.sets is None else self.sets[idx])
 
 
 HOLDOUT_MAX = 2000  # texts a gold-free evaluation needs at most (a 95% interval of about +-2 points)
@@ -72,11 +74,15 @@ def _check_options(train) -> None:
         raise DistillError(f"train.max_minutes must be above 0 (or null: no limit), got {train.max_minutes}")
 
 
-def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None
+def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None, sets: Optional[np.ndarray] = None
             ) -> tuple[LabelledTexts, Optional[LabelledTexts], dict]:
-    """(training split, validation split or None, stats of what was kept and how it was weighted)."""
+    """(training split, validation split or None, stats of what was kept and how it was weighted). `sets`
+    (multi-label): the teacher's label sets [N, K], split with the texts."""
     _check_options(train)
     probs = check_inputs(texts, probs, labels)
+    if sets is not None and train.class_balance:
+        raise DistillError("train.class_balance weighs each text by its one class: not for multi-label data "
+                           "(set train.class_balance=false)")
     n, k = probs.shape
     w = np.ones(n, dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64).copy()
     if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any():
@@ -103,7 +109,7 @@ def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None
                            "validation or no training text; set train.val_fraction=0 to train without one")
     shuffled = rng.permutation(kept)
     val_idx, train_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
-    data = LabelledTexts(list(texts), probs, w)
+    data = LabelledTexts(list(texts), probs, w, None if sets is None else np.asarray(sets, dtype=np.int64))
     train_set, val_set = data.take(train_idx), (data.take(val_idx) if n_val else None)
     train_set.weights = train_set.weights / train_set.weights.mean()
     if val_set is not None:

@@ -1,0 +1,174 @@
+"""Multi-label: label sets, their scores against hand-computed values, and the rules that make sets."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_stages import make_cfg  # noqa: F401  (fixture)
+
+from distill.errors import DistillError
+from distill.evaluation import multilabel as ml
+
+LABELS = ["anger", "joy", "sadness"]
+
+
+def test_scores_by_hand():
+    gold = np.array([[1, 0, 1], [0, 1, 0]])
+    pred = np.array([[1, 0, 0], [0, 1, 1]])
+    probs = np.array([[0.9, 0.2, 0.4], [0.1, 0.8, 0.6]])
+    r = ml.report(probs, pred, gold, LABELS)
+    # TP 2 (anger row 1, joy row 2), FP 1 (sadness row 2), FN 1 (sadness row 1)
+    assert r["micro_f1"] == pytest.approx(2 / 3) and r["accuracy"] == r["micro_f1"]
+    assert r["macro_f1"] == pytest.approx((1 + 1 + 0) / 3)
+    assert r["subset_accuracy"] == 0.0 and r["hamming_loss"] == pytest.approx(2 / 6)
+    # average precision: anger 1, joy 1, sadness 0.5 (its one positive ranked below the negative)
+    assert r["map"] == pytest.approx(2.5 / 3)
+    assert r["cardinality"] == 1.5 and r["gold_cardinality"] == 1.5
+    assert r["per_class"]["sadness"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert r["per_class"]["anger"]["f1"] == 1.0
+    assert ml.set_agreement(pred, gold) == pytest.approx(2 / 3)
+
+
+def test_two_labels_above_the_threshold_are_both_predicted():
+    """What a softmax student cannot do: 0.9 and 0.8 both in the set."""
+    sets = ml.threshold(np.array([[0.9, 0.8, 0.1], [0.2, 0.3, 0.1]]), 0.5)
+    assert ml.names_of(sets, LABELS) == [["anger", "joy"], ["joy"]]  # the second: none reaches it, the top one
+    per_label = ml.threshold(np.array([[0.9, 0.8, 0.1]]), [0.95, 0.5, 0.05])
+    assert per_label.tolist() == [[0, 1, 1]]
+
+
+def test_relative_sets_and_indicators():
+    probs = np.array([[0.8, 0.5, 0.3], [0.1, 0.05, 0.02]])
+    assert ml.relative_sets(probs, 0.5).tolist() == [[1, 1, 0], [1, 1, 0]]
+    assert ml.indicators([["joy"], ["anger", "sadness"], []], LABELS).tolist() == [[0, 1, 0], [1, 0, 1], [0, 0, 0]]
+    with pytest.raises(DistillError, match="label 'fear' \\(row 1\\) is not one of data.labels"):
+        ml.indicators([["fear"]], LABELS)
+    with pytest.raises(DistillError, match="ratio in \\(0, 1\\]"):
+        ml.relative_sets(probs, 1.5)
+
+
+def test_rule_sets():
+    probs = np.array([[0.9, 0.5, 0.3], [0.2, 0.1, 0.05]])
+    assert ml.rule_sets(probs, "relative:0.5").tolist() == [[1, 1, 0], [1, 1, 0]]
+    assert ml.rule_sets(probs, "threshold:0.4").tolist() == [[1, 1, 0], [1, 0, 0]]
+    assert ml.rule_sets(probs, "top:2").tolist() == [[1, 1, 0], [1, 1, 0]]
+    for bad in ("half", "relative:2", "top:0", "threshold:x"):
+        with pytest.raises(DistillError, match=f"teacher.label_sets='{bad}'"):
+            ml.rule_sets(probs, bad)
+
+
+def test_thresholds_reproduce_the_teachers_sets():
+    from distill.students.finetune import fit_thresholds
+
+    probs = np.array([[0.9, 0.2], [0.7, 0.6], [0.3, 0.65], [0.1, 0.1]])
+    sets = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
+    t = fit_thresholds(probs, sets)
+    assert ml.threshold(probs, t)[:3].tolist() == sets[:3].tolist()
+    assert fit_thresholds(probs, np.zeros((4, 2), int)) == [0.5, 0.5]  # a label never given keeps 0.5
+
+
+def test_gold_label_sets_from_ids_names_and_lists(tmp_path):
+    import json
+
+    from distill.config import SourceConfig, load_config
+    from distill.data import load_heldout
+
+    (tmp_path / "g.tsv").write_text("text\tgold\na\t0,2\nb\tjoy\nc\t\n", encoding="utf-8")
+    cfg = load_config(["data=file", f"data.pool.path={tmp_path / 'g.tsv'}", "data.label_column=gold",
+                       "data.multi_label=true", "data.labels=[anger,joy,sadness]"])
+    cfg.data.label_map = {"0": "anger", "2": "sadness"}
+    cfg.data.heldout = SourceConfig(path=str(tmp_path / "g.tsv"))
+    assert cfg.teacher.multi_label is True  # the teacher follows the data
+    held = load_heldout(cfg.data, tmp_path)
+    assert dict(zip(held.texts, held.gold)) == {"a": ["anger", "sadness"], "b": ["joy"], "c": []}  # c: an empty set
+    (tmp_path / "g.jsonl").write_text("".join(json.dumps(r) + "\n" for r in
+                                              [{"text": "a", "gold": ["joy", "anger"]}, {"text": "b", "gold": []}]))
+    cfg.data.heldout.path = str(tmp_path / "g.jsonl")
+    assert load_heldout(cfg.data, tmp_path).gold == [["joy", "anger"], []]
+    (tmp_path / "bad.tsv").write_text("text\tgold\na\t0,7\nb\t0\n", encoding="utf-8")
+    cfg.data.heldout.path = str(tmp_path / "bad.tsv")
+    with pytest.raises(DistillError, match="gold value '7' in .*bad.tsv \\(row 1, in '0,7'\\) is not a label"):
+        load_heldout(cfg.data, tmp_path)
+
+
+def test_goemotions_preset_reads_label_sets():
+    from distill.config import load_config
+    from distill.data import load_heldout
+
+    from conftest import require_shared
+
+    data = require_shared("data").parent / "data"
+    cfg = load_config(["data=goemotions"])
+    held = load_heldout(cfg.data, data)
+    assert len(held.texts) == 1085 and len(cfg.data.labels) == 28 and cfg.teacher.multi_label
+    assert 0.1 < np.mean([len(g) > 1 for g in held.gold]) < 0.25  # 16% of GoEmotions texts carry two or more
+
+
+def test_multi_label_run_end_to_end(make_cfg):  # noqa: F811
+    """label -> train -> eval with data.multi_label: a sigmoid student with thresholds, its ONNX export equal to
+    it, and a multi-label report."""
+    import json
+    from pathlib import Path
+
+    from distill import artifacts
+    from distill.stages import stage_run
+    from distill.students.load import load_classifier
+
+    cfg = make_cfg("data.multi_label=true", "teacher.label_sets=top:1", "eval.variants=[torch,onnx]")
+    assert cfg.teacher.multi_label
+    stage_run("label")(cfg)
+    trained = stage_run("train")(cfg)
+    folder = Path(trained["student_dir"])
+    config = json.loads((folder / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and len(config["distill_thresholds"]) == 2
+    assert json.loads((folder / "distill_train.json").read_text())["multi_label"] is True
+    student = load_classifier(folder)
+    probs = student.predict_proba(["a fine film", "dull"])
+    assert student.multi_label and probs.shape == (2, 2) and not np.allclose(probs.sum(1), 1.0)  # a sigmoid a label
+    result = stage_run("eval")(cfg)
+    metrics = json.loads((Path(result["eval_dir"]) / "metrics.json").read_text())
+    assert metrics["multi_label"] is True
+    names = [m["name"] for m in metrics["models"]]
+    assert names[0] == "deberta-v3-nli" and any(n.endswith("onnx") for n in names)
+    torch_row, onnx_row = metrics["models"][1], metrics["models"][2]
+    assert onnx_row["micro_f1"] == pytest.approx(torch_row["micro_f1"], abs=0.05)  # the export is the same model
+    assert {"micro_f1", "macro_f1", "map", "subset_accuracy", "hamming_loss", "cardinality",
+            "agreement_with_teacher"} <= set(torch_row)
+    report = Path(result["report"]).read_text()
+    assert "multi-label" in report and "micro-F1" in report and "label_f1.png" in report
+    assert artifacts.student_dir(cfg) == folder
+
+    # predict: a label set a row (the student's thresholds, or predict.threshold for every label)
+    new = Path(cfg.paths.outputs).parent / "new.csv"
+    pd.DataFrame({"sentence": ["a fine film", "", "dull and long"]}).to_csv(new, index=False)
+    out = pd.read_csv(stage_run("predict")(make_cfg("data.multi_label=true", "teacher.label_sets=top:1",
+                                                    f"input={new}"))["output"])
+    assert out["predicted_labels"].isna().tolist() == [False, True, False] and out["text_missing"].tolist()[1]
+    assert set(out["predicted_labels"].dropna().str.split(",").sum()) <= {"negative", "positive"}
+    everything = pd.read_csv(stage_run("predict")(make_cfg("data.multi_label=true", "teacher.label_sets=top:1",
+                                                           f"input={new}", "predict.threshold=0.001",
+                                                           f"predict.output={new.with_name('all.csv')}"))["output"])
+    assert everything["predicted_labels"].dropna().tolist() == ["negative,positive"] * 2  # both, as no softmax can
+    # the same labels with another set rule make another student (its targets and thresholds differ)
+    assert artifacts.student_dir(make_cfg("data.multi_label=true", "teacher.label_sets=top:2")) != folder
+
+
+def test_multi_label_refuses_what_it_cannot_do(make_cfg):  # noqa: F811
+    from distill.stages import stage_run
+
+    cfg = make_cfg("data.multi_label=true", "train.class_balance=true")
+    stage_run("label")(cfg)
+    with pytest.raises(DistillError, match="train.class_balance weighs each text by its one class"):
+        stage_run("train")(cfg)
+    with pytest.raises(DistillError, match="multi-label data trains a fine-tuned student .* single-label only"):
+        stage_run("train")(make_cfg("data.multi_label=true", "student.kind=embedding_lr"))
+
+
+@pytest.mark.parametrize("stage, message", [("weak", "weak supervision combines one label a text"),
+                                            ("review", "stage=review asks for one label a text"),
+                                            ("publish", "publishing a multi-label student is not built yet")])
+def test_stages_that_are_single_label_say_so(make_cfg, stage, message):  # noqa: F811
+    from distill.stages import stage_run
+
+    with pytest.raises(DistillError, match=message):
+        stage_run(stage)(make_cfg("data.multi_label=true"))
