@@ -126,8 +126,15 @@ def test_embedding_describe_is_json(tiny_encoder):
     assert info["device"] == "cpu" and info["dtype"] == "float32"
 
 
+def test_embedding_multi_label_keeps_the_shares_for_the_set_rule(tiny_encoder):
+    texts = ["a good day", "rain again"]
+    single = embedding_teacher(tiny_encoder, temperature=0.1).predict_proba(texts)
+    multi = embedding_teacher(tiny_encoder, temperature=0.1, multi_label=True)
+    assert multi.describe()["multi_label"] is True
+    np.testing.assert_allclose(multi.predict_proba(texts), single, rtol=1e-6)
+
+
 @pytest.mark.parametrize("overrides,labels,message", [
-    ({"multi_label": True}, LABELS, r"single-label.*multi_label=false"),
     ({}, ["positive"], "at least two labels"),
     ({"temperature": 0.0}, LABELS, r"teacher.temperature=0.0 must be > 0"),
     ({"template": "This is about sports."}, LABELS, "teacher.template"),
