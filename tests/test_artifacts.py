@@ -47,16 +47,16 @@ def test_default_label_and_student_paths_are_unchanged(overrides, labels, studen
 
 
 def test_every_teacher_setting_is_declared_as_changing_the_labels_or_not():
-    """A new teacher.* setting must be put in a kind's LABEL_KEYS (or EXPLICIT_KEYS, or SPEED_KEYS), or
-    the label cache would silently ignore it."""
+    """A new teacher.* setting must be put in a kind's LABEL_KEYS (or EXPLICIT_KEYS, SPEED_KEYS or CHOICE_KEYS),
+    or the label cache would silently ignore it."""
     from dataclasses import fields
 
     from distill.config import TeacherConfig
     from distill.teachers import Teacher, identity_keys
 
     keys, explicit = identity_keys()
-    assert {f.name for f in fields(TeacherConfig)} == keys | explicit | set(Teacher.SPEED_KEYS)
-    assert not keys & set(Teacher.SPEED_KEYS) and not explicit & keys
+    assert {f.name for f in fields(TeacherConfig)} == keys | explicit | set(Teacher.SPEED_KEYS) | set(Teacher.CHOICE_KEYS)
+    assert not keys & set(Teacher.SPEED_KEYS) and not explicit & keys and not keys & set(Teacher.CHOICE_KEYS)
 
 
 def test_a_teacher_setting_that_changes_labels_changes_the_key():

@@ -172,3 +172,20 @@ def test_stages_that_are_single_label_say_so(make_cfg, stage, message):  # noqa:
 
     with pytest.raises(DistillError, match=message):
         stage_run(stage)(make_cfg("data.multi_label=true"))
+
+
+def test_multi_label_without_gold_scores_students_against_the_teachers_sets(make_cfg):  # noqa: F811
+    import json
+    from pathlib import Path
+
+    from distill.stages import stage_run
+
+    cfg = make_cfg("data.multi_label=true", "data.label_column=null", "eval.variants=[torch]")
+    stage_run("label")(cfg)
+    stage_run("train")(cfg)
+    result = stage_run("eval")(cfg)
+    metrics = json.loads((Path(result["eval_dir"]) / "metrics.json").read_text())
+    assert metrics["multi_label"] is True and metrics["gold"] is False
+    student = metrics["models"][1]
+    assert 0 <= student["agreement_with_teacher"] <= 1 and "micro_f1" not in student
+    assert "agreement with the teacher's label sets" in Path(result["report"]).read_text()

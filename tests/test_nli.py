@@ -137,7 +137,8 @@ def test_build_teacher_from_composed_config(tiny_nli_2way):
     assert isinstance(build_teacher(cfg, ["positive", "negative"]), NLITeacher)
     with pytest.raises(DistillError, match="at least one label"):
         build_teacher(cfg, [])
-    with pytest.raises(ValidationError, match=r"Invalid value 'gpt', expected one of \[nli, embedding, onnx, classifier\]"):
+    with pytest.raises(ValidationError,
+                       match=r"Invalid value 'gpt', expected one of \[nli, embedding, onnx, classifier, auto\]"):
         cfg.kind = "gpt"  # teacher.kind is a closed choice of the schema: refused when set
 
 

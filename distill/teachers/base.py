@@ -28,6 +28,10 @@ class Teacher(ABC):
     EXPLICIT_KEYS: tuple[str, ...] = ()
     PROMPTED = True  # labels are read from prompts (template, descriptions); a trained classifier's are not
     SPEED_KEYS = ("name", "batch_size", "max_tokens", "device", "hub_id")  # how fast or how named, never what
+    # Which teacher to use (teacher=auto, distill/weak/choice.py: its choice file has a key of its own) and how its
+    # probabilities become label sets (multi-label: in the student's key, distill.artifacts.student_identity):
+    # neither changes a teacher's probabilities.
+    CHOICE_KEYS = ("candidates", "sample", "auto_from", "chosen_by", "label_sets")
 
     @classmethod
     def extra_identity(cls, settings: dict) -> dict:
