@@ -73,20 +73,25 @@ def time_model(cfg: DictConfig, predict, texts: list[str], desc: str) -> dict:
                       repeats=cfg.eval.repeats, budget_s=cfg.eval.bench_seconds)
 
 
-def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.ndarray | None,
-                     variant: str = "torch", name: str | None = None,
-                     teacher: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+def run_student(cfg: DictConfig, folder: Path, texts: list[str], variant: str) -> tuple[np.ndarray, dict, dict]:
+    """One student export on the texts: (its probabilities, its speed, what it is), for either kind of eval."""
     student = load_classifier(folder, device=cfg.train.device if variant == "torch" else "cpu", variant=variant)
     if list(student.labels) != list(cfg.data.labels):
         raise DistillError(f"student at {folder} predicts {student.labels}, the data config has {list(cfg.data.labels)}")
     probs = student.predict_proba(texts, batch_size=max(cfg.eval.batch_sizes), progress=True)
     speed = time_model(cfg, lambda t, bs: student.predict_proba(t, batch_size=bs), texts, variant)
-    name = name or student_label(folder)
     meta = folder_meta(folder)
-    path = getattr(student, "path", None)
     info = {"kind": meta.get("student", {}).get("kind", "finetune"), "variant": variant,
-            "targets": meta.get("train", {}).get("targets"), "model": str(path or folder),
+            "targets": meta.get("train", {}).get("targets"), "model": str(getattr(student, "path", None) or folder),
             "size_mb": student.size_mb(), "num_parameters": student.num_parameters()}
+    return probs, speed, info
+
+
+def evaluate_student(cfg: DictConfig, folder: Path, texts: list[str], gold: np.ndarray | None,
+                     variant: str = "torch", name: str | None = None,
+                     teacher: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    probs, speed, info = run_student(cfg, folder, texts, variant)
+    name = name or student_label(folder)
     return measure(name + ("" if variant == "torch" else f" {variant}"), "student", probs, gold, speed, cfg, info,
                    teacher=teacher), probs
 
@@ -237,12 +242,8 @@ def run_multi_label(cfg: DictConfig) -> dict:
             raise DistillError(f"student at {folder} is single-label (a softmax over labels); this run is multi-label: "
                                f"train it again here (stage=train) for a sigmoid a label")
         for variant in available_variants(folder, list(cfg.eval.variants)):
-            student = load_classifier(folder, device=cfg.train.device if variant == "torch" else "cpu", variant=variant)
-            probs = student.predict_proba(texts, batch_size=max(batch_sizes), progress=True)
-            speed = time_model(cfg, lambda t, bs: student.predict_proba(t, batch_size=bs), texts, variant)
+            probs, speed, info = run_student(cfg, folder, texts, variant)
             name = student_label(folder) + ("" if variant == "torch" else f" {variant}")
-            info = {"kind": "finetune", "variant": variant, "model": str(getattr(student, "path", None) or folder),
-                    "size_mb": student.size_mb(), "num_parameters": student.num_parameters()}
             entries.append(measure_sets(name, "student", probs, ml.threshold(probs, thresholds), gold, speed, info,
                                         labels, teacher_sets))
     speedups(entries, batch_sizes)
