@@ -32,7 +32,7 @@ from .students.trainset import holdout_rows
 log = logging.getLogger(__name__)
 # Student/train settings that change the student; `labels_path` is covered by the label key, `holdout` is
 # put in as the share it comes to (see `holdout`).
-TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume", "holdout")
+TRAIN_EXCLUDE = ("device", "labels_path", "overwrite", "resume", "holdout", "thresholds", "label_balance")
 # Train settings added later: left at None they stay out, so earlier students keep their names.
 TRAIN_NONE_OMITTED = ("max_minutes",)
 
@@ -155,8 +155,11 @@ def student_identity(cfg: DictConfig) -> dict:
     labels = weak_identity(cfg) if uses_weak(cfg) else label_identity(cfg)
     share = holdout(cfg)
     answers = answers_identity(cfg)
-    # multi-label: the rule that makes the teacher's label sets sets the student's targets and thresholds
-    multi = {"multi_label": {"label_sets": str(cfg.teacher.label_sets)}} if multi_label(cfg) else {}
+    # multi-label: the rule that makes the teacher's label sets (and the none label) sets the student's targets;
+    # train.thresholds and train.label_balance are multi-label only (single-label names stay as they were)
+    multi = {"multi_label": {"label_sets": str(cfg.teacher.label_sets), "none_label": cfg.data.get("none_label"),
+                             "thresholds": str(cfg.train.thresholds), "label_balance": bool(cfg.train.label_balance),
+                             "selection": "map"}} if multi_label(cfg) else {}
     return ({"answers": answers} if answers else {}) | multi | {
         "labels": str(cfg.train.labels_path) if cfg.train.labels_path else labels,
         # options left at None (e.g. student.layers) stay out, so adding one keeps earlier students' names

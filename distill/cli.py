@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", action="append", help="the text column (repeat to join several); "
                         "default: the one column that is clearly the text")
     parser.add_argument("--label-column", help="a column of gold labels, if the file has one (adds accuracy)")
+    parser.add_argument("--multi-label", action="store_true",
+                        help="a text may carry several labels at once (gold, if any: 'a,b' in one cell)")
+    parser.add_argument("--none-label", help="with --multi-label: the label meaning none of the others "
+                        "(e.g. neutral): given exactly when no other label is")
     parser.add_argument("--encoding", default="utf-8", help="the file's encoding (default utf-8)")
     parser.add_argument("--name", help="the data set's name in output folders (default: the file's name)")
     parser.add_argument("--force", action="store_true", help=f"overwrite an existing {PROJECT_FILE}")
@@ -147,6 +151,14 @@ def init(argv: list[str]) -> int:
         data["name"] = args.name
     if args.label_column:
         data["label_column"] = args.label_column
+    if args.none_label and not args.multi_label:
+        raise DistillError("--none-label is for multi-label data: add --multi-label")
+    if args.none_label and args.none_label not in labels:
+        raise DistillError(f"--none-label {args.none_label} is not one of the labels {labels}")
+    if args.multi_label:
+        data["multi_label"] = True
+    if args.none_label:
+        data["none_label"] = args.none_label
     if args.encoding.lower() not in ("utf-8", "utf8"):
         data["encoding"] = args.encoding
     header = ("# distill project: every distill command run in this folder starts from these settings;\n"
@@ -163,8 +175,9 @@ def init(argv: list[str]) -> int:
           + (f", gold labels in '{args.label_column}'" if args.label_column else ", no gold labels (none needed)"))
     for text in rows["examples"]:
         print(f"  e.g. {text[:100]!r}")
-    print(f"labels: {', '.join(labels)}\nwrote {target.resolve()}\n\nnext:\n  distill                 # label -> train -> "
-          f"eval, then the report's path\n  distill stage=predict input=NEW_FILE   # label new texts with the student")
+    several = " (several a text)" if args.multi_label else ""
+    print(f"labels: {', '.join(labels)}{several}\nwrote {target.resolve()}\n\nnext:\n  distill                 # label -> "
+          f"train -> eval, then the report's path\n  distill stage=predict input=NEW_FILE   # label new texts with the student")
     return 0
 
 

@@ -74,6 +74,7 @@ TeacherKind = choices("TeacherKind", "nli", "embedding", "onnx", "classifier", "
 StudentKind = choices("StudentKind", "finetune", "embedding_lr")
 Trainer = choices("Trainer", "transformers", "txtai")
 Targets = choices("Targets", "soft", "hard")
+ThresholdFit = choices("ThresholdFit", "rate", "f1")
 Variant = choices("Variant", "torch", "onnx", "onnx-int8")  # how a fine-tuned student runs
 LabelModel = choices("LabelModel", "dawid_skene", "average", "majority_vote")
 NoiseMode = choices("NoiseMode", "off", "flag", "drop", "downweight")
@@ -132,6 +133,9 @@ class DataConfig:
     # scores each label on its own (teacher.multi_label follows), the student learns a sigmoid per label
     multi_label: bool = False
     label_separator: str = ","  # multi-label gold in one text column: "joy,love" (a JSONL/parquet list works too)
+    # multi-label: the label that means "none of the others" (GoEmotions' neutral): in a predicted set exactly
+    # when no other label is, whatever its own score (teacher.label_sets and the student's thresholds)
+    none_label: Optional[str] = None
 
 
 @dataclass
@@ -155,7 +159,8 @@ class TeacherConfig:
     label_text: Dict[str, str] = field(default_factory=dict)
     multi_label: bool = False
     # multi-label: which labels make a text's set, from the teacher's probabilities (no gold): relative:R (at least
-    # R times the text's top label), threshold:T, or top:K (distill/evaluation/multilabel.py, rule_sets)
+    # R times the text's top label), threshold:T, top:K, or rate:R (each label on for the R share of texts it
+    # scores highest on; rate:auto = 1/K) (distill/evaluation/multilabel.py, rule_sets)
     label_sets: str = "relative:0.5"
     # nli/onnx: (text, hypothesis) pairs per forward pass; embedding, classifier: texts. null: the device's
     # own (distill.runtime.device.teacher_batch): 64 on a CPU, capped at 1,024 padded tokens; 512 on a GPU, capped at 32,768
@@ -243,6 +248,13 @@ class TrainConfig:
     min_confidence: float = 0.0  # drop texts whose top teacher probability is below this
     confidence_weighting: bool = False  # weigh each text by the teacher's confidence in its label
     class_balance: bool = False  # reweight so each teacher class counts alike (rare classes up-weighted)
+    # multi-label: each label's positives weigh (texts without it) / (texts with it) in its binary cross-entropy,
+    # so a label the teacher gives 3% of texts is not learned as "never" (without it a student learns only the
+    # label rates on GoEmotions: docs/multilabel.md)
+    label_balance: bool = True
+    # multi-label: how each label's decision threshold is fitted to the teacher's sets on the validation split:
+    # rate (the student gives it to as many texts as the teacher) | f1 (the cut with the best F1 against them)
+    thresholds: ThresholdFit = ThresholdFit.rate
     val_fraction: float = 0.1  # teacher-labelled validation split (no gold) for model selection; 0: none
     # Share of the labelled pool kept out of training altogether (at most 2,000 texts), which eval scores the
     # student on against the teacher when there is no gold. null: 0.1 without gold labels, 0 with them.
@@ -516,6 +528,21 @@ def multi_label(cfg: DictConfig) -> bool:
     """Is this run multi-label: data.multi_label, or a teacher asked to score each label on its own."""
     data, teacher = cfg.get("data"), cfg.get("teacher")
     return bool(data is not None and data.get("multi_label")) or bool(teacher is not None and teacher.get("multi_label"))
+
+
+def none_index(cfg: DictConfig) -> Optional[int]:
+    """data.none_label's index in data.labels (None when unset); a one-line error when it is not one of the
+    labels or the run is single-label."""
+    name = cfg.data.get("none_label")
+    if name is None:
+        return None
+    labels = list(cfg.data.labels)
+    if name not in labels:
+        raise DistillError(f"data.none_label={name} is not one of data.labels {labels}")
+    if not multi_label(cfg):
+        raise DistillError(f"data.none_label={name} is for multi-label runs (data.multi_label=true); a single-label "
+                           f"run predicts '{name}' like any other label")
+    return labels.index(name)
 
 
 def to_yaml(cfg: DictConfig) -> str:

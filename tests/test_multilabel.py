@@ -57,6 +57,43 @@ def test_rule_sets():
             ml.rule_sets(probs, bad)
 
 
+def test_rate_sets_rank_each_label_against_itself():
+    """rate:R ranks each label over the texts: a label the teacher scores high everywhere (the first) is not in
+    every set, and a label scored low everywhere (the third) still is where it is highest."""
+    probs = np.array([[0.95, 0.40, 0.02], [0.90, 0.10, 0.09], [0.92, 0.45, 0.03], [0.80, 0.05, 0.05]])
+    # the last text is no label's top one: it gets the label it ranks highest on among the texts (the third)
+    assert ml.rule_sets(probs, "rate:0.25").tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]]
+    assert ml.rule_sets(probs, "rate:auto").tolist() == ml.rule_sets(probs, f"rate:{1 / 3}").tolist()
+    assert ml.rate_sets(np.zeros((0, 3)), 0.5).shape == (0, 3)
+    flat = np.array([[0.0, 0.9], [0.0, 0.1], [0.0, 0.2], [0.0, 0.3]])  # a label scored 0 everywhere is on nowhere
+    assert ml.rate_sets(flat, 0.5)[:, 0].tolist() == [0, 0, 0, 0]
+    for bad in ("rate:1", "rate:0", "rate:many"):
+        with pytest.raises(DistillError, match=f"teacher.label_sets='{bad}'.*rate:auto"):
+            ml.rule_sets(probs, bad)
+
+
+def test_the_none_label_is_the_absence_of_the_others():
+    """data.none_label (GoEmotions' neutral): in a set exactly when no other label is, whatever its own score."""
+    probs = np.array([[0.9, 0.1, 0.99], [0.2, 0.1, 0.01], [0.6, 0.55, 0.3]])
+    none = 2
+    assert ml.rule_sets(probs, "threshold:0.5", none=none).tolist() == [[1, 0, 0], [0, 0, 1], [1, 1, 0]]
+    assert ml.rule_sets(probs, "relative:0.5", none=none).tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
+    assert ml.rule_sets(probs, "rate:0.34", none=none).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+    # a student's thresholds: a text no label reaches gets the none label, not its most probable one
+    assert ml.threshold(probs, [0.7, 0.7, 0.05], none=none).tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
+
+
+def test_none_label_errors(make_cfg):  # noqa: F811
+    from distill.config import load_config, none_index
+
+    cfg = load_config(["data=goemotions", "data.none_label=calm"])
+    with pytest.raises(DistillError, match="data.none_label=calm is not one of data.labels"):
+        none_index(cfg)
+    assert none_index(load_config(["data=goemotions", "data.none_label=neutral"])) == 27
+    with pytest.raises(DistillError, match="data.none_label=positive is for multi-label runs"):
+        none_index(load_config(["data=sst2", "data.none_label=positive"]))
+
+
 def test_thresholds_reproduce_the_teachers_sets():
     from distill.students.finetune import fit_thresholds
 
@@ -64,7 +101,23 @@ def test_thresholds_reproduce_the_teachers_sets():
     sets = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
     t = fit_thresholds(probs, sets)
     assert ml.threshold(probs, t)[:3].tolist() == sets[:3].tolist()
-    assert fit_thresholds(probs, np.zeros((4, 2), int)) == [0.5, 0.5]  # a label never given keeps 0.5
+    assert fit_thresholds(probs, sets, "f1") == t  # here the best F1 is the teacher's rate too
+    # a label never given: above every validation text (rate), 0.5 (f1)
+    assert fit_thresholds(probs, np.zeros((4, 2), int)) == [0.95, 0.825]
+    assert fit_thresholds(probs, np.zeros((4, 2), int), "f1") == [0.5, 0.5]
+
+
+def test_rate_thresholds_keep_the_teachers_labels_a_text():
+    """A student that ranks right but is unsure everywhere: the F1 cut lets the rare label onto most texts, the
+    rate cut onto as many as the teacher gave it (2 of 10)."""
+    from distill.students.finetune import fit_thresholds
+
+    probs = np.array([[0.30], [0.28], [0.27], [0.26], [0.25], [0.24], [0.23], [0.22], [0.21], [0.20]])
+    sets = np.array([[1], [0], [1], [0], [0], [0], [0], [0], [0], [0]])
+    assert (probs >= fit_thresholds(probs, sets)).sum() == 2
+    assert (probs >= fit_thresholds(probs, sets, "f1")).sum() == 3  # F1 0.8 at 3 texts, 0.67 at 2
+    with pytest.raises(DistillError, match="train.thresholds='median' is not one of rate, f1"):
+        fit_thresholds(probs, sets, "median")
 
 
 def test_gold_label_sets_from_ids_names_and_lists(tmp_path):
@@ -158,7 +211,7 @@ def test_multi_label_refuses_what_it_cannot_do(make_cfg):  # noqa: F811
 
     cfg = make_cfg("data.multi_label=true", "train.class_balance=true")
     stage_run("label")(cfg)
-    with pytest.raises(DistillError, match="train.class_balance weighs each text by its one class"):
+    with pytest.raises(DistillError, match="train.label_balance \\(on by default\\) weighs each label"):
         stage_run("train")(cfg)
     with pytest.raises(DistillError, match="multi-label data trains a fine-tuned student .* single-label only"):
         stage_run("train")(make_cfg("data.multi_label=true", "student.kind=embedding_lr"))

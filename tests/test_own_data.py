@@ -153,10 +153,21 @@ def test_init_writes_a_project_file_that_every_later_command_starts_from(own, tm
     assert again.returncode == 2 and "exists already" in again.stderr
 
 
+def test_init_multi_label(own, tmp_path):
+    done = run_cli(tmp_path, "init", "reviews.csv", "--labels", "angry,sad,calm", "--multi-label",
+                   "--none-label", "calm")
+    assert done.returncode == 0, done.stderr
+    assert "(several a text)" in done.stdout
+    job = run_cli(tmp_path, "--cfg", "job").stdout
+    assert "multi_label: true" in job and "none_label: calm" in job
+
+
 @pytest.mark.parametrize("args,message", [
     (["reviews.csv", "--labels", "positive"], "is 1 label"),
     (["reviews.csv"], "give the label names"),
     (["reviews.csv", "--labels", "a,b", "--text", "body"], "--text body: no such column"),
+    (["reviews.csv", "--labels", "a,b", "--none-label", "a"], "--none-label is for multi-label data"),
+    (["reviews.csv", "--labels", "a,b", "--multi-label", "--none-label", "c"], "--none-label c is not one of"),
 ])
 def test_init_errors(own, tmp_path, args, message):
     done = run_cli(tmp_path, "init", *args)

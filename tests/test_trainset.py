@@ -43,6 +43,26 @@ def test_class_balance_weights_rare_classes_up_and_keeps_mean_one():
     assert stats["weighted"] is True
 
 
+def test_multi_label_label_balance_weighs_each_labels_positives():
+    """Multi-label (train.label_balance, on by default): a label the teacher gives 1 text in 4 has its positives
+    weigh 3 (its 3 negatives' worth); one given to every text keeps 1; texts keep weight 1."""
+    import torch
+
+    from distill.students.losses import multi_label_cross_entropy
+
+    sets = np.array([[1, 1], [0, 1], [0, 1], [0, 1]])
+    data, _, _ = prepare(list("abcd"), sets.astype(np.float32), LABELS, cfg(val_fraction=0, targets="hard"),
+                         sets=sets)
+    assert data.pos_weight.tolist() == [3.0, 1.0] and data.weights is None
+    logits, targets = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])
+    plain = multi_label_cross_entropy(logits, targets)
+    weighted = multi_label_cross_entropy(logits, targets, pos_weight=torch.tensor(data.pos_weight))
+    assert weighted.item() == pytest.approx(plain.item() * 2)  # (3 ln2 + ln2) / 2 against (ln2 + ln2) / 2
+    unbalanced, _, _ = prepare(list("abcd"), sets.astype(np.float32), LABELS,
+                               cfg(val_fraction=0, label_balance=False), sets=sets)
+    assert unbalanced.pos_weight is None
+
+
 def test_confidence_weighting_and_a_weight_column_multiply_and_zero_weight_drops():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]], dtype=np.float32)
     data, _, stats = prepare(list("abc"), probs, LABELS, cfg(confidence_weighting=True, val_fraction=0),

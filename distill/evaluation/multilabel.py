@@ -37,14 +37,26 @@ def names_of(rows: np.ndarray, labels: Sequence[str]) -> list[list[str]]:
     return [[labels[k] for k in np.flatnonzero(row)] for row in np.asarray(rows)]
 
 
-def threshold(probs: np.ndarray, thresholds) -> np.ndarray:
+def threshold(probs: np.ndarray, thresholds, none: int | None = None) -> np.ndarray:
     """[N, K] 0/1: a label is in a text's set when its probability reaches its threshold (one number, or one a
-    label); a text no label reaches gets its most probable one (every text has at least one label)."""
+    label); a text no label reaches gets its most probable one (every text has at least one label), or the
+    `none` label (data.none_label's index) when there is one."""
     probs = np.asarray(probs, dtype=np.float64)
     t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (probs.shape[1],))
     sets = (probs >= t).astype(np.int64)
+    return _settle_none(sets, probs, none) if none is not None else _at_least_one(sets, probs)
+
+
+def _at_least_one(sets: np.ndarray, scores: np.ndarray) -> np.ndarray:
     empty = sets.sum(1) == 0
-    sets[np.flatnonzero(empty), probs[empty].argmax(1)] = 1
+    sets[np.flatnonzero(empty), scores[empty].argmax(1)] = 1
+    return sets
+
+
+def _settle_none(sets: np.ndarray, scores: np.ndarray, none: int) -> np.ndarray:
+    """The "none of these" label is in a text's set exactly when no other label is (its own score is not used)."""
+    sets[:, none] = 0
+    sets[:, none] = sets.sum(1) == 0
     return sets
 
 
@@ -57,24 +69,60 @@ def relative_sets(probs: np.ndarray, ratio: float) -> np.ndarray:
     return (probs >= ratio * probs.max(1, keepdims=True)).astype(np.int64)
 
 
-def rule_sets(probs: np.ndarray, rule: str) -> np.ndarray:
-    """[N, K] 0/1 of a teacher's label sets by `teacher.label_sets`: `relative:R` (labels at least R times the
-    top one), `threshold:T` (at least T; the top one when none is) or `top:K` (the K most probable)."""
-    kind, _, value = str(rule).partition(":")
+def rate_sets(probs: np.ndarray, rate: float) -> np.ndarray:
+    """[N, K] 0/1 from each label's own score distribution over these texts: a label is in the sets of the
+    `rate` share of texts it scores highest on (ties kept together). Teachers score some labels high on every
+    text and others low on every text (the NLI model says yes to 18 of GoEmotions' 28 a text); ranking each
+    label against itself, not against the other labels, takes that bias out. Needs the texts together, so it
+    is for a labelled file (the pool, the held-out texts), not one text at a time."""
+    probs = np.asarray(probs, dtype=np.float64)
+    n = len(probs)
+    if n == 0:
+        return np.zeros(probs.shape, dtype=np.int64)
+    take = max(1, int(round(rate * n)))
+    cut = -np.sort(-probs, axis=0)[take - 1]  # each label's take-th highest score
+    # a label scored alike on most texts (cut at its lowest score) is on only above that score, never everywhere
+    return ((probs >= cut) & ((probs > probs.min(axis=0)) | (cut > probs.min(axis=0)))).astype(np.int64)
+
+
+def _number(value: str):
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
-        number = None
+        return None
+
+
+def rule_sets(probs: np.ndarray, rule: str, none: int | None = None) -> np.ndarray:
+    """[N, K] 0/1 of a teacher's label sets by `teacher.label_sets`: `relative:R` (labels at least R times the
+    top one), `threshold:T` (at least T; the top one when none is), `top:K` (the K most probable) or `rate:R`
+    (each label in the sets of the R share of texts it scores highest on; `rate:auto` is 1/K for K labels).
+    With a `none` label (data.none_label's index) the rule runs over the other labels and the none label is a
+    text's set exactly when no other label is."""
+    kind, _, value = str(rule).partition(":")
+    number = _number(value)
+    probs = np.asarray(probs, dtype=np.float64)
+    scores = probs.copy()
+    if none is not None:
+        scores[:, none] = -np.inf  # the none label's own score takes no part
     if kind == "relative" and number is not None and 0 < number <= 1:
-        return relative_sets(probs, number)
-    if kind == "threshold" and number is not None and 0 < number <= 1:
-        return threshold(probs, number)
-    if kind == "top" and number is not None and number >= 1 and number == int(number):
-        probs = np.asarray(probs)
+        top = scores.max(1, keepdims=True)
+        sets = (scores >= number * top).astype(np.int64)
+    elif kind == "threshold" and number is not None and 0 < number <= 1:
+        sets = (scores >= number).astype(np.int64)
+        if none is None:
+            sets = _at_least_one(sets, scores)
+    elif kind == "top" and number is not None and number >= 1 and number == int(number):
         sets = np.zeros(probs.shape, dtype=np.int64)
-        np.put_along_axis(sets, np.argsort(-probs, axis=1)[:, :int(number)], 1, axis=1)
-        return sets
-    raise DistillError(f"teacher.label_sets='{rule}': use relative:R (0 < R <= 1), threshold:T (0 < T <= 1) or top:K")
+        np.put_along_axis(sets, np.argsort(-scores, axis=1)[:, :int(number)], 1, axis=1)
+    elif kind == "rate" and (value == "auto" or (number is not None and 0 < number < 1)):
+        sets = rate_sets(scores, 1 / probs.shape[1] if value == "auto" else number)
+        if none is None:  # every text keeps a label: the one it ranks highest among the texts
+            ranks = np.argsort(np.argsort(scores, axis=0), axis=0) / max(len(scores) - 1, 1)
+            sets = _at_least_one(sets, ranks)
+    else:
+        raise DistillError(f"teacher.label_sets='{rule}': use relative:R (0 < R <= 1), threshold:T (0 < T <= 1), "
+                           f"top:K or rate:R (0 < R < 1, or rate:auto)")
+    return _settle_none(sets, probs, none) if none is not None else sets
 
 
 def cardinality(sets: np.ndarray) -> float:

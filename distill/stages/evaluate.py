@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..config import multi_label
+from ..config import multi_label, none_index
 from ..data import has_gold, load_heldout
 from ..errors import DistillError
 from ..evaluation.compare import measure, render, speedups, weights_size_mb
@@ -228,7 +228,8 @@ def run_multi_label(cfg: DictConfig) -> dict:
         all_texts, all_probs = read_labels(path, labels)
         texts, teacher_probs, gold = [all_texts[i] for i in rows], all_probs[rows], None
         teacher = build_teacher(cfg.teacher, labels) if cfg.eval.teacher else None
-    teacher_sets = ml.rule_sets(teacher_probs, cfg.teacher.label_sets)
+    none = none_index(cfg)
+    teacher_sets = ml.rule_sets(teacher_probs, cfg.teacher.label_sets, none=none)
     entries = []
     if cfg.eval.teacher:
         speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)),
@@ -244,8 +245,8 @@ def run_multi_label(cfg: DictConfig) -> dict:
         for variant in available_variants(folder, list(cfg.eval.variants)):
             probs, speed, info = run_student(cfg, folder, texts, variant)
             name = student_label(folder) + ("" if variant == "torch" else f" {variant}")
-            entries.append(measure_sets(name, "student", probs, ml.threshold(probs, thresholds), gold, speed, info,
-                                        labels, teacher_sets))
+            sets = ml.threshold(probs, thresholds, none=none)
+            entries.append(measure_sets(name, "student", probs, sets, gold, speed, info, labels, teacher_sets))
     speedups(entries, batch_sizes)
     table = render_sets(entries, batch_sizes, len(texts), cfg.data.name, gold=gold_known)
     return write_eval(cfg, entries, table, n_texts=len(texts), gold=gold_known, multi_label=True, folders=[])

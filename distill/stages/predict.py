@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..config import Engine, PredictModel, multi_label
+from ..config import Engine, PredictModel, multi_label, none_index
 from ..data import FORMATS, file_format
 from ..errors import DistillError
 from ..predictions import CHUNK_ROWS, check_labels, predict_file, predict_frame
@@ -54,19 +54,19 @@ def set_rule(cfg: DictConfig):
     from ..evaluation import multilabel as ml
     from ..students.folder import thresholds_of
 
-    given = cfg.predict.threshold
+    given, none = cfg.predict.threshold, none_index(cfg)
     if given is not None:
         if not 0 < given < 1:
             raise DistillError(f"predict.threshold must be between 0 and 1, got {given}")
-        return partial(ml.threshold, thresholds=float(given))
+        return partial(ml.threshold, thresholds=float(given), none=none)
     if cfg.predict.model == PredictModel.teacher:
-        return partial(ml.rule_sets, rule=str(cfg.teacher.label_sets))
+        return partial(ml.rule_sets, rule=str(cfg.teacher.label_sets), none=none)
     folder = artifacts.predict_student(cfg)
     thresholds = thresholds_of(folder)
     if thresholds is None:
         raise DistillError(f"the student at {folder} is single-label (a softmax over labels) and this run is "
                            f"multi-label: train one here (stage=train), or predict with data.multi_label=false")
-    return partial(ml.threshold, thresholds=thresholds)
+    return partial(ml.threshold, thresholds=thresholds, none=none)
 
 
 def text_columns(cfg: DictConfig) -> list[str]:

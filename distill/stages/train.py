@@ -7,7 +7,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .. import artifacts
-from ..config import multi_label
+from ..config import multi_label, none_index
 from ..errors import DistillError
 from ..evaluation.multilabel import rule_sets
 from ..labelstore import read_labels, read_weights
@@ -61,7 +61,7 @@ def _train(cfg: DictConfig) -> dict:
         log.warning("train: only %d texts to learn from; a student needs more to copy its teacher well (tried on "
                     "71 reviews, one agreed with the teacher on half of the texts it had not seen, against about "
                     "85%% from 1,800): label more texts if you have them (a bigger file, data.pool_size)", len(texts))
-    sets = rule_sets(probs, cfg.teacher.label_sets) if multi else None
+    sets = rule_sets(probs, cfg.teacher.label_sets, none=none_index(cfg)) if multi else None
     if multi:
         log.info("train: multi-label: the teacher's label sets (teacher.label_sets=%s) hold %.2f labels a text; the "
                  "student learns a sigmoid a label and per-label thresholds", cfg.teacher.label_sets,

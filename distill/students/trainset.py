@@ -7,6 +7,8 @@ column, e.g. from a noise filter) into a training set and a teacher-labelled val
 - `train.confidence_weighting`: each text weighs its teacher confidence (low-confidence labels count less);
 - `train.class_balance`: each text weighs 1 / (its teacher class's share x K), so rare classes count as
   much as common ones;
+- `train.label_balance` (multi-label): each label's positives weigh (texts without it) / (texts with it) in its
+  binary cross-entropy (`pos_weight`), so a label the teacher gives 3% of texts is not learned as "never";
 - `train.val_fraction`: a seeded share of the kept texts is set aside, teacher-labelled, for model
   selection and early stopping.
 
@@ -28,6 +30,7 @@ class LabelledTexts:
     probs: np.ndarray  # [N, K] teacher probabilities
     weights: Optional[np.ndarray] = None  # [N] per-text loss weights; None: all 1
     sets: Optional[np.ndarray] = None  # multi-label: [N, K] 0/1, the teacher's label sets; None: single-label
+    pos_weight: Optional[np.ndarray] = None  # multi-label, train.label_balance: [K] weight of each label's positives
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -35,7 +38,7 @@ class LabelledTexts:
     def take(self, idx: np.ndarray) -> "LabelledTexts":
         return LabelledTexts([self.texts[i] for i in idx], self.probs[idx],
                              None if self.weights is None else self.weights[idx],
-                             None if self.sets is None else self.sets[idx])
+                             None if self.sets is None else self.sets[idx], self.pos_weight)
 
 
 HOLDOUT_MAX = 2000  # texts a gold-free evaluation needs at most (a 95% interval of about +-2 points)
@@ -74,6 +77,18 @@ def _check_options(train) -> None:
         raise DistillError(f"train.max_minutes must be above 0 (or null: no limit), got {train.max_minutes}")
 
 
+POS_WEIGHT_MAX = 100.0  # a label given to fewer than 1% of the texts weighs no more than one given to 1%
+
+
+def positive_weights(targets: np.ndarray) -> np.ndarray:
+    """Multi-label label balance: each label's positives weigh (1 - share) / share, its share being the mean of
+    its targets (0/1 sets or probabilities), clipped to [1, POS_WEIGHT_MAX]: positives and negatives of every
+    label then count alike in its binary cross-entropy. A label never given keeps 1."""
+    share = np.asarray(targets, dtype=np.float64).mean(axis=0)
+    weight = np.where(share > 0, (1 - share) / np.maximum(share, 1e-12), 1.0)
+    return np.clip(weight, 1.0, POS_WEIGHT_MAX).astype(np.float32)
+
+
 def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None, sets: Optional[np.ndarray] = None
             ) -> tuple[LabelledTexts, Optional[LabelledTexts], dict]:
     """(training split, validation split or None, stats of what was kept and how it was weighted). `sets`
@@ -81,8 +96,8 @@ def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None, s
     _check_options(train)
     probs = check_inputs(texts, probs, labels)
     if sets is not None and train.class_balance:
-        raise DistillError("train.class_balance weighs each text by its one class: not for multi-label data "
-                           "(set train.class_balance=false)")
+        raise DistillError("train.class_balance weighs each text by its one class: not for multi-label data, where "
+                           "train.label_balance (on by default) weighs each label's positives instead")
     n, k = probs.shape
     w = np.ones(n, dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64).copy()
     if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any():
@@ -112,6 +127,8 @@ def prepare(texts, probs, labels, train, weights: Optional[np.ndarray] = None, s
     data = LabelledTexts(list(texts), probs, w, None if sets is None else np.asarray(sets, dtype=np.int64))
     train_set, val_set = data.take(train_idx), (data.take(val_idx) if n_val else None)
     train_set.weights = train_set.weights / train_set.weights.mean()
+    if sets is not None and getattr(train, "label_balance", True):
+        train_set.pos_weight = positive_weights(train_set.sets if train.targets == "hard" else train_set.probs)
     if val_set is not None:
         val_set.weights = None  # selection scores every validation text alike
     uniform = np.allclose(train_set.weights, 1.0)
