@@ -27,6 +27,8 @@ def test_scores_by_hand():
     assert r["per_class"]["sadness"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert r["per_class"]["anger"]["f1"] == 1.0
     assert ml.set_agreement(pred, gold) == pytest.approx(2 / 3)
+    # the confusion view: anger's one text got anger; joy's got joy and sadness; sadness's got anger
+    assert r["set_confusion"] == [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
 
 
 def test_two_labels_above_the_threshold_are_both_predicted():
@@ -188,7 +190,7 @@ def test_multi_label_run_end_to_end(make_cfg):  # noqa: F811
     assert {"micro_f1", "macro_f1", "map", "subset_accuracy", "hamming_loss", "cardinality",
             "agreement_with_teacher"} <= set(torch_row)
     report = Path(result["report"]).read_text()
-    assert "multi-label" in report and "micro-F1" in report and "label_f1.png" in report
+    assert "multi-label" in report and "micro-F1" in report and "label_f1.png" in report and "label_confusion.png" in report
     assert artifacts.student_dir(cfg) == folder
 
     # predict: a label set a row (the student's thresholds, or predict.threshold for every label)

@@ -125,6 +125,13 @@ def rule_sets(probs: np.ndarray, rule: str, none: int | None = None) -> np.ndarr
     return _settle_none(sets, probs, none) if none is not None else sets
 
 
+def set_confusion(gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The multi-label confusion view [K, K]: row i, the texts whose gold set holds label i; column j, how many of
+    them have label j in the predicted set. The diagonal is each label's hits, a row's other cells what the model
+    gave those texts besides or instead (a row may add up to more than its texts: sets have several labels)."""
+    return np.asarray(gold, dtype=np.int64).T @ np.asarray(pred, dtype=np.int64)
+
+
 def cardinality(sets: np.ndarray) -> float:
     """Mean number of labels a text."""
     return float(np.asarray(sets).sum(1).mean())
@@ -144,6 +151,7 @@ def report(probs: np.ndarray, pred: np.ndarray, gold: np.ndarray, labels: Sequen
         "map": float(average_precision_score(gold[:, present], probs[:, present], average="macro"))
         if present.any() else None,
         "cardinality": cardinality(pred), "gold_cardinality": cardinality(gold),
+        "set_confusion": set_confusion(gold, pred).tolist(),
         # "accuracy" for the tables and plots that sort by it: the micro-F1 is what multi-label work reports
         "accuracy": float(f1_score(gold, pred, average="micro", zero_division=0)),
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),

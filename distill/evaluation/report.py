@@ -132,7 +132,8 @@ def _plots(out: Path, metrics: dict) -> list[Path]:
         log.warning("report: matplotlib is not installed, so the report has no plots (pip install 'distill[plots]')")
         return []
     if metrics.get("multi_label"):
-        paths = [_label_f1(out, metrics, plt), _throughput(out, metrics, plt), _accuracy_vs_speed(out, metrics, plt)]
+        paths = [_label_f1(out, metrics, plt), _set_confusions(out, metrics, plt), _throughput(out, metrics, plt),
+                 _accuracy_vs_speed(out, metrics, plt)]
         return [p for p in paths if p is not None]
     paths = [_confusions(out, metrics, plt), _throughput(out, metrics, plt), _accuracy_vs_speed(out, metrics, plt),
              _confidence(out, metrics, plt), _label_shares(out, metrics, plt)]
@@ -162,6 +163,43 @@ def _label_f1(out: Path, metrics: dict, plt) -> Path | None:
     ax.set_title(f"{metrics['data']}: F1 of each label (gold texts in brackets)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, out / "label_f1.png", plt)
+
+
+def _set_confusions(out: Path, metrics: dict, plt) -> Path | None:
+    """Multi-label: for the teacher and the best student, which labels each gold label's texts were given (a row
+    is a gold label, its cells the share of its texts that got each predicted label; labels by gold support)."""
+    import numpy as np
+
+    models = [m for m in metrics["models"] if "set_confusion" in m]
+    if not models:
+        return None
+    students = [m for m in models if m.get("role") == "student"]
+    shown = [m for m in models if m.get("role") == "teacher"][:1]
+    if students:
+        shown.append(max(students, key=lambda m: m.get("micro_f1") or 0.0))
+    support = np.array([shown[0]["per_class"][name]["support"] for name in metrics["labels"]], dtype=float)
+    order = np.argsort(-support, kind="stable")
+    labels = [metrics["labels"][i] for i in order]
+    k = len(labels)
+    size = 1.5 + 0.28 * k
+    fig, axes = plt.subplots(1, len(shown), figsize=(len(shown) * size + 1.2, size + 0.6), squeeze=False,
+                             layout="constrained")
+    for ax, m in zip(axes.flat, shown):
+        counts = np.asarray(m["set_confusion"], dtype=float)[np.ix_(order, order)]
+        share = counts / np.maximum(support[order][:, None], 1)
+        image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(k), [_short(name, 12) for name in labels], rotation=90, fontsize=7)
+        ax.set_yticks(range(k), [f"{_short(name, 12)} ({int(support[i])})" for name, i in zip(labels, order)],
+                      fontsize=7)
+        ax.set_title(f"{_short(m['name'], 34)} · micro-F1 {m['micro_f1']:.3f}", fontsize=9)
+        ax.set_xlabel("predicted label", fontsize=8)
+        ax.set_ylabel("gold label (texts)", fontsize=8)
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.6, label="share of the gold label's texts")
+    fig.suptitle(f"{metrics['data']}: which labels each gold label's texts got ({metrics['n_heldout']} held-out "
+                 f"texts; the diagonal is each label's recall)", fontsize=10)  # constrained layout keeps it close
+    fig.savefig(out / "label_confusion.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out / "label_confusion.png"
 
 
 def _save(fig, path: Path, plt, top_inches: float = 0.0) -> Path:
