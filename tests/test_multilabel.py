@@ -207,6 +207,22 @@ def test_multi_label_run_end_to_end(make_cfg):  # noqa: F811
     # the same labels with another set rule make another student (its targets and thresholds differ)
     assert artifacts.student_dir(make_cfg("data.multi_label=true", "teacher.label_sets=top:2")) != folder
 
+    # publish (dry run): the repo folder keeps the thresholds, the card says multi-label and gives micro-F1
+    repo = Path(cfg.paths.outputs).parent / "repo"
+    published = stage_run("publish")(make_cfg("data.multi_label=true", "teacher.label_sets=top:1", "hub.dry_run=true",
+                                              "hub.repo_id=me/multi", f"hub.out_dir={repo}"))
+    config = json.loads((repo / "config.json").read_text())
+    assert published["uploaded"] is False and config["problem_type"] == "multi_label_classification"
+    assert len(config["distill_thresholds"]) == 2
+    card = (repo / "README.md").read_text()
+    assert "- multi-label" in card and "**multi-label**" in card and "distill_thresholds" in card
+    assert "| model | role | micro-F1 | macro-F1 |" in card and "Micro-F1" in card
+    # the card's own snippet, run on the folder: a label set by the saved thresholds
+    snippet = card.split("```python\n")[1].split("```")[0].replace('"me/multi"', repr(str(repo)))
+    scope = {}
+    exec(snippet, scope)
+    assert set(scope["labels"]) <= {"negative", "positive"}
+
 
 def test_multi_label_refuses_what_it_cannot_do(make_cfg):  # noqa: F811
     from distill.stages import stage_run
@@ -220,8 +236,7 @@ def test_multi_label_refuses_what_it_cannot_do(make_cfg):  # noqa: F811
 
 
 @pytest.mark.parametrize("stage, message", [("weak", "weak supervision combines one label a text"),
-                                            ("review", "stage=review asks for one label a text"),
-                                            ("publish", "publishing a multi-label student is not built yet")])
+                                            ("review", "stage=review asks for one label a text")])
 def test_stages_that_are_single_label_say_so(make_cfg, stage, message):  # noqa: F811
     from distill.stages import stage_run
 

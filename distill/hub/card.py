@@ -41,10 +41,12 @@ KNOWN_DATASETS = {
 }
 
 # metrics.json entry keys rendered by name; any other numeric field becomes an extra column.
-CORE_KEYS = {"name", "role", "model", "accuracy", "macro_f1", "agreement_with_teacher", "samples_per_s"}
+CORE_KEYS = {"name", "role", "model", "accuracy", "macro_f1", "agreement_with_teacher", "samples_per_s",
+             "micro_f1", "label_shares", "set_confusion", "gold_cardinality"}
 SPEED_HINTS = ("latency", "size", "param", "memory", "bytes", "_mb", "_ms", "seconds", "throughput")
-PRETTY = {"ece": "ECE", "num_parameters": "parameters", "n_parameters": "parameters", "size_mb": "size (MB)",
-          "size_on_disk_mb": "size on disk (MB)", "p50": "p50", "p95": "p95", "macro_f1": "macro-F1"}
+PRETTY = {"map": "mAP", "subset_accuracy": "exact match", "hamming_loss": "Hamming loss",
+          "cardinality": "labels a text", "ece": "ECE", "num_parameters": "parameters", "n_parameters": "parameters",
+          "size_mb": "size (MB)", "size_on_disk_mb": "size on disk (MB)", "p50": "p50", "p95": "p95", "macro_f1": "macro-F1"}
 TRAIN_HIDDEN = ("device", "labels_path", "overwrite", "resume")  # how it ran, not what it learned
 
 
@@ -128,6 +130,17 @@ def pretty(key: str) -> str:
 
 # ---------------------------------------------------------------- metrics.json, read leniently
 
+def is_multi_label(inputs: CardInputs) -> bool:
+    """A multi-label student: a sigmoid a label and a threshold a label (its eval, or its teacher, says so)."""
+    return bool((inputs.metrics or {}).get("multi_label") or inputs.data.get("multi_label")
+                or inputs.teacher.get("multi_label"))
+
+
+def quality_name(inputs: CardInputs) -> str:
+    """What the card calls the headline score: accuracy, or for label sets the micro-F1 (stored as accuracy too)."""
+    return "micro-F1" if is_multi_label(inputs) else "accuracy"
+
+
 def split_entries(metrics: Optional[dict], student_entry: Optional[str]):
     """(teacher entry or None, this model's entry or None, every entry in order)."""
     if not metrics:
@@ -185,8 +198,11 @@ def eval_results(inputs: CardInputs) -> list[EvalResult]:
     common = dict(task_type="text-classification", task_name="Text Classification",
                   dataset_type=ds["id"] or ds["name"], dataset_name=ds["pretty"], dataset_config=ds["config"],
                   dataset_split=ds["split"])
-    results = [EvalResult(metric_type="accuracy", metric_name="Accuracy",
-                          metric_value=round(student["accuracy"], 4), **common),
+    first = (EvalResult(metric_type="f1", metric_name="Micro-F1", metric_args={"average": "micro"},
+                        metric_value=round(student["accuracy"], 4), **common) if is_multi_label(inputs) else
+             EvalResult(metric_type="accuracy", metric_name="Accuracy", metric_value=round(student["accuracy"], 4),
+                        **common))
+    results = [first,
                EvalResult(metric_type="f1", metric_name="Macro-F1", metric_args={"average": "macro"},
                           metric_value=round(student["macro_f1"], 4), **common)]
     if student.get("agreement_with_teacher") is not None:
@@ -203,7 +219,8 @@ def card_data(inputs: CardInputs) -> ModelCardData:
         language=ds["language"], license=inputs.license, library_name="transformers",
         pipeline_tag="text-classification", base_model=base, datasets=[ds["id"]] if ds["id"] else None,
         metrics=["accuracy", "f1"] if results else None,
-        tags=["text-classification", "knowledge-distillation", "zero-shot-distillation", "distill"],
+        tags=["text-classification", "knowledge-distillation", "zero-shot-distillation", "distill"]
+        + (["multi-label"] if is_multi_label(inputs) else []),
         model_name=inputs.repo_id.split("/")[-1] if results else None, eval_results=results or None)
 
 
@@ -219,12 +236,18 @@ def intro(inputs: CardInputs) -> str:
             f"{f'{n_texts:,} ' if n_texts else ''}texts {labeller(inputs)} labelled: **no human-labelled "
             "example was used for training.** It was made with [distill](#how-it-was-made), which labels "
             "unlabelled text with a large zero-shot model and distils it into a small, fast classifier.")
+    if is_multi_label(inputs):
+        text += ("\n\nIt is **multi-label**: a text gets every label whose sigmoid probability reaches that label's "
+                 "threshold (`distill_thresholds` in `config.json`, fitted without gold on teacher-labelled "
+                 "validation texts)"
+                 + (f"; `{inputs.data['none_label']}` means none of the others" if inputs.data.get("none_label")
+                    else "") + ".")
     teacher, student, _ = split_entries(inputs.metrics, inputs.student_entry)
     if student is None:
         return text + ("\n\n> This model has not been evaluated. `python -m distill stage=eval` with the same "
                        "settings measures it, and `stage=publish` then adds the results to this card.")
     bs = headline_batch(inputs.metrics)
-    facts = [f"{pct(student['accuracy'], student.get('accuracy_ci'))} accuracy"]
+    facts = [f"{pct(student['accuracy'], student.get('accuracy_ci'))} {quality_name(inputs)}"]
     if teacher:
         facts[0] += f" (teacher: {pct(teacher['accuracy'])})"
     if student.get("vs_teacher"):
@@ -297,6 +320,11 @@ def how_made(inputs: CardInputs) -> str:
     targets = t.get("targets", "soft")
     learn = (f"the teacher's full probability distributions (soft targets, temperature {t.get('temperature')})"
              if targets == "soft" else "the teacher's top label for each text (hard targets)")
+    if is_multi_label(inputs):
+        rule = inputs.teacher.get("label_sets")
+        learn = ("each label's own probability from the teacher (soft targets)" if targets == "soft" else
+                 f"the teacher's label sets (hard targets; `teacher.label_sets={rule}`)") + \
+            ", a sigmoid and a binary cross-entropy a label"
     kept = inputs.student.get("layers")
     cut = f", cut to its first {kept} layers," if kept else ""
     lines.append(f"3. **Student**: {model_link(inputs.base_model or inputs.student.get('model'))}{cut} with a new "
@@ -318,15 +346,18 @@ def results_section(inputs: CardInputs) -> str:
         return "## Results\n\nNot evaluated yet (see above)."
     m, ds = inputs.metrics, dataset_info(inputs.data)
     quality, speed = extra_columns(entries)
+    how = ("their gold label sets. Agreement is the micro-F1 of a model's label sets against the teacher's."
+           if is_multi_label(inputs) else
+           "their gold labels. Agreement is the share of texts on which a model picks the teacher's label.")
     out = ["## Results", "",
            f"{m.get('n_heldout', '?')} held-out texts of `{ds['name']}` ({ds['split']} split), scored against "
-           "their gold labels. Agreement is the share of texts on which a model picks the teacher's label.", ""]
+           f"{how}", ""]
     rows = [[e.get("name"), "**this model**" if e is student else e.get("role"),
              pct(e.get("accuracy"), e.get("accuracy_ci")), pct(e.get("macro_f1"), e.get("macro_f1_ci")),
              "-" if e is teacher else pct(e.get("agreement_with_teacher"))]
             + [get(e) for _, get in quality]
             for e in entries]
-    out.append(markdown_table(["model", "role", "accuracy", "macro-F1", "agreement with teacher"]
+    out.append(markdown_table(["model", "role", quality_name(inputs), "macro-F1", "agreement with teacher"]
                               + [h for h, _ in quality], rows))
     sizes = [str(b) for b in m.get("batch_sizes", [])]
     if sizes:
@@ -374,6 +405,13 @@ def confusion(entry: dict, labels: list) -> list:
 def usage(inputs: CardInputs) -> str:
     text, output = inputs.example or (dataset_info(inputs.data)["example"] or "Your text here.", None)
     shown = f"\n# {output}" if output is not None else ""
+    if is_multi_label(inputs):
+        return ("## How to use\n\n```python\nfrom transformers import pipeline\n\n"
+                f"classify = pipeline(\"text-classification\", model=\"{inputs.repo_id}\", top_k=None)\n"
+                "thresholds = classify.model.config.distill_thresholds  # one a label, in id order\n"
+                "id_of = classify.model.config.label2id\n"
+                f"scores = classify([{json.dumps(text)}])[0]  # every label's sigmoid probability\n"
+                "labels = [s[\"label\"] for s in scores if s[\"score\"] >= thresholds[id_of[s[\"label\"]]]]\n```")
     return ("## How to use\n\n```python\nfrom transformers import pipeline\n\n"
             f"classify = pipeline(\"text-classification\", model=\"{inputs.repo_id}\")\n"
             f"classify({json.dumps(text)}){shown}\n"
@@ -386,12 +424,15 @@ def limitations(inputs: CardInputs) -> str:
     items = []
     if student and teacher:
         items.append(f"It learned the teacher's labels, mistakes included: the teacher itself scores "
-                     f"{pct(teacher['accuracy'])} on the held-out texts; expect the student near or below it.")
+                     f"{pct(teacher['accuracy'])} {quality_name(inputs)} on the held-out texts; expect the student "
+                     "near or below it.")
     else:
         items.append("It learned the teacher's labels, mistakes included: it is at best about as accurate as the "
                      "teacher on this data.")
     labels = ", ".join(inputs.labels)
-    items.append(f"It knows only these labels ({labels}): every input gets one of them, even text that fits none. "
+    gets = ("at least one of them" if is_multi_label(inputs) and not inputs.data.get("none_label")
+            else "its none label when no other fits" if is_multi_label(inputs) else "one of them")
+    items.append(f"It knows only these labels ({labels}): every input gets {gets}, even text that fits none. "
                  "The scores are the student's probabilities, not calibrated confidence"
                  + (f" (expected calibration error {fmt(student['ece'], 3)})." if student and
                     isinstance(student.get("ece"), (int, float)) else "."))

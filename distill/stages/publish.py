@@ -14,18 +14,12 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
-from ..config import multi_label
-from ..errors import DistillError
 from ..hub.repo import assemble, check_publishable, check_repo_id, read_student, upload
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
-    if multi_label(cfg):
-        raise DistillError("stage=publish writes a single-label model card: publishing a multi-label student is "
-                           "not built yet (its folder loads with transformers as it is: config.json holds "
-                           "problem_type and distill_thresholds)")
     repo_id = check_repo_id(cfg.hub.repo_id)
     student = artifacts.find_student(cfg, "hub.student_path")
     check_publishable(student)
