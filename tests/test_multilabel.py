@@ -69,6 +69,8 @@ def test_rate_sets_rank_each_label_against_itself():
     assert ml.rate_sets(np.zeros((0, 3)), 0.5).shape == (0, 3)
     flat = np.array([[0.0, 0.9], [0.0, 0.1], [0.0, 0.2], [0.0, 0.3]])  # a label scored 0 everywhere is on nowhere
     assert ml.rate_sets(flat, 0.5)[:, 0].tolist() == [0, 0, 0, 0]
+    # ... nor is it the fallback of the texts no label reached (ties rank alike, not by row order)
+    assert ml.rule_sets(flat, "rate:0.25")[:, 0].tolist() == [0, 0, 0, 0]
     for bad in ("rate:1", "rate:0", "rate:many"):
         with pytest.raises(DistillError, match=f"teacher.label_sets='{bad}'.*rate:auto"):
             ml.rule_sets(probs, bad)
@@ -79,7 +81,9 @@ def test_the_none_label_is_the_absence_of_the_others():
     probs = np.array([[0.9, 0.1, 0.99], [0.2, 0.1, 0.01], [0.6, 0.55, 0.3]])
     none = 2
     assert ml.rule_sets(probs, "threshold:0.5", none=none).tolist() == [[1, 0, 0], [0, 0, 1], [1, 1, 0]]
-    assert ml.rule_sets(probs, "relative:0.5", none=none).tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 0]]
+    # relative and top always pick a label: the none label's own score takes part, and it comes alone
+    assert ml.rule_sets(probs, "relative:0.5", none=none).tolist() == [[0, 0, 1], [1, 1, 0], [1, 1, 0]]
+    assert ml.rule_sets(probs, "top:2", none=none).tolist() == [[0, 0, 1], [1, 1, 0], [1, 1, 0]]
     assert ml.rule_sets(probs, "rate:0.34", none=none).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
     # a student's thresholds: a text no label reaches gets the none label, not its most probable one
     assert ml.threshold(probs, [0.7, 0.7, 0.05], none=none).tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
@@ -118,6 +122,10 @@ def test_rate_thresholds_keep_the_teachers_labels_a_text():
     sets = np.array([[1], [0], [1], [0], [0], [0], [0], [0], [0], [0]])
     assert (probs >= fit_thresholds(probs, sets)).sum() == 2
     assert (probs >= fit_thresholds(probs, sets, "f1")).sum() == 3  # F1 0.8 at 3 texts, 0.67 at 2
+    # tied probabilities across the teacher's count: the whole tied block or none of it, whichever is nearer
+    tied = np.array([[0.9], [0.5], [0.5], [0.5], [0.1], [0.1]])
+    assert (tied >= fit_thresholds(tied, np.array([[1], [1], [0], [0], [0], [0]]))).sum() == 1
+    assert (tied >= fit_thresholds(tied, np.array([[1], [1], [1], [0], [0], [0]]))).sum() == 4
     with pytest.raises(DistillError, match="train.thresholds='median' is not one of rate, f1"):
         fit_thresholds(probs, sets, "median")
 
@@ -190,7 +198,8 @@ def test_multi_label_run_end_to_end(make_cfg):  # noqa: F811
     assert {"micro_f1", "macro_f1", "map", "subset_accuracy", "hamming_loss", "cardinality",
             "agreement_with_teacher"} <= set(torch_row)
     report = Path(result["report"]).read_text()
-    assert "multi-label" in report and "micro-F1" in report and "label_f1.png" in report and "label_confusion.png" in report
+    assert "multi-label" in report and "micro-F1" in report
+    assert "label_f1.png" in report and "label_confusion.png" in report
     assert artifacts.student_dir(cfg) == folder
 
     # predict: a label set a row (the student's thresholds, or predict.threshold for every label)
@@ -222,6 +231,35 @@ def test_multi_label_run_end_to_end(make_cfg):  # noqa: F811
     scope = {}
     exec(snippet, scope)
     assert set(scope["labels"]) <= {"negative", "positive"}
+
+
+def test_the_none_label_is_saved_with_the_student_and_used_after(make_cfg):  # noqa: F811
+    """data.none_label is kept in the student's config.json: predict and eval make its sets as it was trained,
+    whatever a later run's data.none_label says."""
+    import json
+    from pathlib import Path
+
+    from distill.stages import stage_run
+    from distill.students.folder import none_index_of
+
+    cfg = make_cfg("data.multi_label=true", "data.none_label=negative", "teacher.label_sets=threshold:0.5",
+                   "eval.variants=[torch]")
+    stage_run("label")(cfg)
+    folder = Path(stage_run("train")(cfg)["student_dir"])
+    assert json.loads((folder / "config.json").read_text())["distill_none_label"] == "negative"
+    assert none_index_of(folder) == 0
+    metrics = json.loads((Path(stage_run("eval")(cfg)["eval_dir"]) / "metrics.json").read_text())
+    for model in metrics["models"]:  # a set holds the none label only when it holds nothing else
+        assert model["cardinality"] >= 1.0
+    # the teacher's rate rule needs a whole file: predict with the teacher refuses it in one line
+    new = Path(cfg.paths.outputs).parent / "new.csv"
+    pd.DataFrame({"sentence": ["a fine film"]}).to_csv(new, index=False)
+    with pytest.raises(DistillError, match="teacher.label_sets=rate:auto ranks each label over a whole"):
+        stage_run("predict")(make_cfg("data.multi_label=true", "teacher.label_sets=rate:auto", "predict.model=teacher",
+                                      f"input={new}"))
+    # a none label on a single-label run is a one-line error at train
+    with pytest.raises(DistillError, match="data.none_label=negative is for multi-label runs"):
+        stage_run("train")(make_cfg("data.none_label=negative"))
 
 
 def test_multi_label_refuses_what_it_cannot_do(make_cfg):  # noqa: F811

@@ -76,13 +76,17 @@ def rate_sets(probs: np.ndarray, rate: float) -> np.ndarray:
     label against itself, not against the other labels, takes that bias out. Needs the texts together, so it
     is for a labelled file (the pool, the held-out texts), not one text at a time."""
     probs = np.asarray(probs, dtype=np.float64)
-    n = len(probs)
-    if n == 0:
+    if len(probs) == 0:
         return np.zeros(probs.shape, dtype=np.int64)
-    take = max(1, int(round(rate * n)))
-    cut = -np.sort(-probs, axis=0)[take - 1]  # each label's take-th highest score
+    cut = _rate_cut(probs, rate)
     # a label scored alike on most texts (cut at its lowest score) is on only above that score, never everywhere
     return ((probs >= cut) & ((probs > probs.min(axis=0)) | (cut > probs.min(axis=0)))).astype(np.int64)
+
+
+def _rate_cut(probs: np.ndarray, rate: float) -> np.ndarray:
+    """[K]: each label's score at the `rate` share of texts (its round(rate x N)-th highest, at least the top)."""
+    take = max(1, int(round(rate * len(probs))))
+    return -np.sort(-probs, axis=0)[take - 1]
 
 
 def _number(value: str):
@@ -96,14 +100,16 @@ def rule_sets(probs: np.ndarray, rule: str, none: int | None = None) -> np.ndarr
     """[N, K] 0/1 of a teacher's label sets by `teacher.label_sets`: `relative:R` (labels at least R times the
     top one), `threshold:T` (at least T; the top one when none is), `top:K` (the K most probable) or `rate:R`
     (each label in the sets of the R share of texts it scores highest on; `rate:auto` is 1/K for K labels).
-    With a `none` label (data.none_label's index) the rule runs over the other labels and the none label is a
-    text's set exactly when no other label is."""
+    With a `none` label (data.none_label's index) the none label is a text's set exactly when no other label is:
+    `threshold` and `rate` run over the other labels and give it the texts none of them reached; `relative` and
+    `top`, which always pick some label, let its own score take part, and a text whose top label it is gets it
+    alone (elsewhere it is left out)."""
     kind, _, value = str(rule).partition(":")
     number = _number(value)
     probs = np.asarray(probs, dtype=np.float64)
     scores = probs.copy()
-    if none is not None:
-        scores[:, none] = -np.inf  # the none label's own score takes no part
+    if none is not None and kind in ("threshold", "rate"):
+        scores[:, none] = -np.inf  # the none label's own score takes no part: it fills what the others leave
     if kind == "relative" and number is not None and 0 < number <= 1:
         top = scores.max(1, keepdims=True)
         sets = (scores >= number * top).astype(np.int64)
@@ -116,12 +122,21 @@ def rule_sets(probs: np.ndarray, rule: str, none: int | None = None) -> np.ndarr
         np.put_along_axis(sets, np.argsort(-scores, axis=1)[:, :int(number)], 1, axis=1)
     elif kind == "rate" and (value == "auto" or (number is not None and 0 < number < 1)):
         sets = rate_sets(scores, 1 / probs.shape[1] if value == "auto" else number)
-        if none is None:  # every text keeps a label: the one it ranks highest among the texts
-            ranks = np.argsort(np.argsort(scores, axis=0), axis=0) / max(len(scores) - 1, 1)
-            sets = _at_least_one(sets, ranks)
+        if none is None and len(scores):  # every text keeps a label: the one whose cut it comes nearest to,
+            # in that label's own spread (a label scored alike on every text never wins)
+            rate = 1 / probs.shape[1] if value == "auto" else number
+            spread = scores.std(axis=0)
+            near = np.where(spread > 0, (scores - _rate_cut(scores, rate)) / np.where(spread > 0, spread, 1), -np.inf)
+            sets = _at_least_one(sets, near)
     else:
         raise DistillError(f"teacher.label_sets='{rule}': use relative:R (0 < R <= 1), threshold:T (0 < T <= 1), "
                            f"top:K or rate:R (0 < R < 1, or rate:auto)")
+    if none is not None and kind in ("relative", "top"):
+        alone = scores.argmax(1) == none  # the none label is the text's top one: it alone
+        sets[alone] = 0
+        sets[alone, none] = 1
+        sets[~alone, none] = 0
+        return sets
     return _settle_none(sets, probs, none) if none is not None else sets
 
 

@@ -46,7 +46,8 @@ CORE_KEYS = {"name", "role", "model", "accuracy", "macro_f1", "agreement_with_te
 SPEED_HINTS = ("latency", "size", "param", "memory", "bytes", "_mb", "_ms", "seconds", "throughput")
 PRETTY = {"map": "mAP", "subset_accuracy": "exact match", "hamming_loss": "Hamming loss",
           "cardinality": "labels a text", "ece": "ECE", "num_parameters": "parameters", "n_parameters": "parameters",
-          "size_mb": "size (MB)", "size_on_disk_mb": "size on disk (MB)", "p50": "p50", "p95": "p95", "macro_f1": "macro-F1"}
+          "size_mb": "size (MB)", "size_on_disk_mb": "size on disk (MB)", "p50": "p50", "p95": "p95",
+          "macro_f1": "macro-F1"}
 TRAIN_HIDDEN = ("device", "labels_path", "overwrite", "resume")  # how it ran, not what it learned
 
 
@@ -408,10 +409,12 @@ def usage(inputs: CardInputs) -> str:
     if is_multi_label(inputs):
         return ("## How to use\n\n```python\nfrom transformers import pipeline\n\n"
                 f"classify = pipeline(\"text-classification\", model=\"{inputs.repo_id}\", top_k=None)\n"
-                "thresholds = classify.model.config.distill_thresholds  # one a label, in id order\n"
-                "id_of = classify.model.config.label2id\n"
-                f"scores = classify([{json.dumps(text)}])[0]  # every label's sigmoid probability\n"
-                "labels = [s[\"label\"] for s in scores if s[\"score\"] >= thresholds[id_of[s[\"label\"]]]]\n```")
+                "config = classify.model.config\n"
+                "thresholds, none = config.distill_thresholds, config.distill_none_label  # in id order; or None\n"
+                f"scores = classify([{json.dumps(text)}])[0]  # every label's sigmoid probability, highest first\n"
+                "labels = [s[\"label\"] for s in scores\n"
+                "          if s[\"label\"] != none and s[\"score\"] >= thresholds[config.label2id[s[\"label\"]]]]\n"
+                "labels = labels or [none or scores[0][\"label\"]]  # none reached: the none label, or the top\n```")
     return ("## How to use\n\n```python\nfrom transformers import pipeline\n\n"
             f"classify = pipeline(\"text-classification\", model=\"{inputs.repo_id}\")\n"
             f"classify({json.dumps(text)}){shown}\n"

@@ -210,7 +210,7 @@ def run_multi_label(cfg: DictConfig) -> dict:
     texts it never trained on; speed as for single-label."""
     from ..evaluation import multilabel as ml
     from ..evaluation.compare import measure_sets, render_sets
-    from ..students.folder import thresholds_of
+    from ..students.folder import none_index_of, thresholds_of
 
     labels, batch_sizes = list(cfg.data.labels), list(cfg.eval.batch_sizes)
     if artifacts.uses_weak(cfg):
@@ -245,7 +245,7 @@ def run_multi_label(cfg: DictConfig) -> dict:
         for variant in available_variants(folder, list(cfg.eval.variants)):
             probs, speed, info = run_student(cfg, folder, texts, variant)
             name = student_label(folder) + ("" if variant == "torch" else f" {variant}")
-            sets = ml.threshold(probs, thresholds, none=none)
+            sets = ml.threshold(probs, thresholds, none=none_index_of(folder))
             entries.append(measure_sets(name, "student", probs, sets, gold, speed, info, labels, teacher_sets))
     speedups(entries, batch_sizes)
     table = render_sets(entries, batch_sizes, len(texts), cfg.data.name, gold=gold_known)

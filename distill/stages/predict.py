@@ -52,7 +52,7 @@ def set_rule(cfg: DictConfig):
     if not multi_label(cfg):
         return None
     from ..evaluation import multilabel as ml
-    from ..students.folder import thresholds_of
+    from ..students.folder import none_index_of, thresholds_of
 
     given, none = cfg.predict.threshold, none_index(cfg)
     if given is not None:
@@ -60,13 +60,17 @@ def set_rule(cfg: DictConfig):
             raise DistillError(f"predict.threshold must be between 0 and 1, got {given}")
         return partial(ml.threshold, thresholds=float(given), none=none)
     if cfg.predict.model == PredictModel.teacher:
+        if str(cfg.teacher.label_sets).startswith("rate"):
+            raise DistillError(f"teacher.label_sets={cfg.teacher.label_sets} ranks each label over a whole labelled "
+                               "file, and predict labels a file a chunk at a time: predict with the student (its "
+                               "thresholds), or give the teacher relative:R, threshold:T or top:K here")
         return partial(ml.rule_sets, rule=str(cfg.teacher.label_sets), none=none)
     folder = artifacts.predict_student(cfg)
     thresholds = thresholds_of(folder)
     if thresholds is None:
         raise DistillError(f"the student at {folder} is single-label (a softmax over labels) and this run is "
                            f"multi-label: train one here (stage=train), or predict with data.multi_label=false")
-    return partial(ml.threshold, thresholds=thresholds, none=none)
+    return partial(ml.threshold, thresholds=thresholds, none=none_index_of(folder))
 
 
 def text_columns(cfg: DictConfig) -> list[str]:

@@ -23,6 +23,7 @@ FEW_TEXTS = 500  # fewer training texts than this: warn that the student will co
 
 
 def run(cfg: DictConfig) -> dict:
+    none_index(cfg)  # a bad data.none_label (or one on a single-label run) is a one-line error before anything
     # a second run training the same student waits, then finds it trained (the ranks of one DDP run share it)
     with artifacts.exclusive(artifacts.student_dir(cfg), "training this student", enabled=world_size() == 1):
         return _train(cfg)
@@ -61,13 +62,15 @@ def _train(cfg: DictConfig) -> dict:
         log.warning("train: only %d texts to learn from; a student needs more to copy its teacher well (tried on "
                     "71 reviews, one agreed with the teacher on half of the texts it had not seen, against about "
                     "85%% from 1,800): label more texts if you have them (a bigger file, data.pool_size)", len(texts))
-    sets = rule_sets(probs, cfg.teacher.label_sets, none=none_index(cfg)) if multi else None
+    none = none_index(cfg)
+    sets = rule_sets(probs, cfg.teacher.label_sets, none=none) if multi else None
     if multi:
         log.info("train: multi-label: the teacher's label sets (teacher.label_sets=%s) hold %.2f labels a text; the "
                  "student learns a sigmoid a label and per-label thresholds", cfg.teacher.label_sets,
                  float(sets.sum(1).mean()))
     summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir, weights=weights,
-                            holdout={"fraction": share, "seed": cfg.train.seed, "n_texts": len(held)}, sets=sets)
+                            holdout={"fraction": share, "seed": cfg.train.seed, "n_texts": len(held)}, sets=sets,
+                            none_label=cfg.data.none_label if none is not None else None)
     summary.update(learned)
     if not is_main_process():
         return {"student_dir": str(out_dir), "labels_path": str(labels_path), "cached": False, **summary}

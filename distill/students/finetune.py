@@ -179,7 +179,11 @@ def fit_thresholds(probs: np.ndarray, sets: np.ndarray, how: str = "rate") -> li
             ranked, n = np.sort(p)[::-1], int(y.sum())
             below = ranked[n] if n < len(ranked) else ranked[-1] / 2
             above = ranked[n - 1] if n else 1.0
-            out.append(round(float((above + below) / 2), 6))
+            cut = (above + below) / 2
+            if above == below:  # a tie across the n-th text: take the whole tied block or none of it, the nearer
+                with_ties, without = int((p >= above).sum()), int((p > above).sum())
+                cut = above if with_ties - n <= n - without else np.nextafter(above, np.inf)
+            out.append(float(cut))
             continue
         if y.sum() == 0:
             out.append(0.5)
@@ -314,6 +318,7 @@ def finetune(data: LabelledTexts, val: LabelledTexts | None, labels, student, tr
         else:
             thresholds = [0.5] * len(labels)
         trainer.model.config.distill_thresholds = thresholds  # saved in config.json beside problem_type
+        trainer.model.config.distill_none_label = data.none_label  # in a set exactly when no other label is
     trainer.save_model(str(out_dir))  # rank 0 only, under torchrun / accelerate launch
     if trainer.is_world_process_zero():
         trainer.processing_class.save_pretrained(out_dir)

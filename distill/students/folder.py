@@ -40,6 +40,19 @@ def thresholds_of(folder) -> list[float] | None:
     return config.get("distill_thresholds") or [0.5] * len(config.get("id2label", {}))
 
 
+def none_index_of(folder) -> int | None:
+    """The index, in the student's own labels, of the "none of these" label a multi-label student was trained
+    with (config.json `distill_none_label`, from data.none_label), or None. Its sets are made as they were when
+    its thresholds were fitted, whatever a later run's data.none_label says."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    name = config.get("distill_none_label")
+    index = {label: int(i) for i, label in (config.get("id2label") or {}).items()}
+    return index.get(name) if name is not None else None
+
+
 def probabilities(logits, multi_label: bool):
     """numpy logits [N, K] -> probabilities: a sigmoid a label (multi-label) or a softmax over the labels."""
     import numpy as np

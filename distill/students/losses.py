@@ -46,7 +46,7 @@ def multi_label_cross_entropy(student_logits: torch.Tensor, targets: torch.Tenso
                               pos_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Multi-label: binary cross-entropy of each label's sigmoid against its target (the teacher's own
     probability of that label, or 0/1 of its label set), averaged over the labels; `weights` [B] as above;
-    `pos_weight` [K]: how much each label's positives weigh against its negatives (train.class_balance)."""
+    `pos_weight` [K]: how much each label's positives weigh against its negatives (train.label_balance)."""
     if pos_weight is not None:
         pos_weight = pos_weight.to(student_logits.device, torch.float32)
     per_example = F.binary_cross_entropy_with_logits(student_logits.float(), targets.float(), reduction="none",

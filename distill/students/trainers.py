@@ -41,14 +41,17 @@ TRAINERS = {"transformers": finetune, "txtai": txtai_finetune}
 
 def train_student(texts: list[str], probs: np.ndarray, labels: list[str], student: StudentConfig,
                   train: TrainConfig, out_dir: Path, weights: np.ndarray | None = None,
-                  holdout: dict | None = None, sets: np.ndarray | None = None) -> dict:
+                  holdout: dict | None = None, sets: np.ndarray | None = None,
+                  none_label: str | None = None) -> dict:
     """Train `student` on the teacher's probabilities; save a self-contained folder at out_dir. `holdout`
     records which texts of the label file were kept out of training (for eval). `sets` [N, K] (multi-label):
-    the teacher's label sets; the student then learns a sigmoid a label and per-label thresholds."""
+    the teacher's label sets; the student then learns a sigmoid a label and per-label thresholds, saved with
+    `none_label` (data.none_label), which predict and eval then read from the folder."""
     out_dir = Path(out_dir)
     if train.targets not in TARGETS:
         raise DistillError(f"train.targets='{train.targets}' is not one of {', '.join(TARGETS)}")
     data, val, stats = prepare(texts, probs, labels, train, weights, sets=sets)
+    data.none_label = none_label if sets is not None else None
     kind = getattr(student, "kind", "finetune")
     if sets is not None and (kind != "finetune" or train.trainer != "transformers"):
         raise DistillError(f"multi-label data trains a fine-tuned student with the transformers trainer; "

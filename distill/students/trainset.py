@@ -31,6 +31,7 @@ class LabelledTexts:
     weights: Optional[np.ndarray] = None  # [N] per-text loss weights; None: all 1
     sets: Optional[np.ndarray] = None  # multi-label: [N, K] 0/1, the teacher's label sets; None: single-label
     pos_weight: Optional[np.ndarray] = None  # multi-label, train.label_balance: [K] weight of each label's positives
+    none_label: Optional[str] = None  # multi-label: data.none_label, saved with the student's thresholds
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -38,7 +39,7 @@ class LabelledTexts:
     def take(self, idx: np.ndarray) -> "LabelledTexts":
         return LabelledTexts([self.texts[i] for i in idx], self.probs[idx],
                              None if self.weights is None else self.weights[idx],
-                             None if self.sets is None else self.sets[idx], self.pos_weight)
+                             None if self.sets is None else self.sets[idx], self.pos_weight, self.none_label)
 
 
 HOLDOUT_MAX = 2000  # texts a gold-free evaluation needs at most (a 95% interval of about +-2 points)
