@@ -363,6 +363,7 @@ class PredictConfig:
     batch_size: int = 64
     threshold: Optional[float] = None  # binary tasks: predict positive_label when its probability >= threshold
     positive_label: Optional[str] = None  # None: the second label (e.g. positive, spam)
+    top_k: Optional[int] = None  # multi-label: each row's K most probable labels, instead of the thresholds
     # set predict.threshold from the reviewed random sample (stage=review): the lowest threshold whose precision
     # reaches target_precision, or the highest whose recall reaches target_recall (binary tasks)
     target_precision: Optional[float] = None

@@ -213,6 +213,13 @@ def test_multi_label_run_end_to_end(make_cfg):  # noqa: F811
                                                            f"input={new}", "predict.threshold=0.001",
                                                            f"predict.output={new.with_name('all.csv')}"))["output"])
     assert everything["predicted_labels"].dropna().tolist() == ["negative,positive"] * 2  # both, as no softmax can
+    top = pd.read_csv(stage_run("predict")(make_cfg("data.multi_label=true", "teacher.label_sets=top:1",
+                                                    f"input={new}", "predict.top_k=1",
+                                                    f"predict.output={new.with_name('top.csv')}"))["output"])
+    assert [len(s.split(",")) for s in top["predicted_labels"].dropna()] == [1, 1]
+    with pytest.raises(DistillError, match="predict.top_k=1 and predict.threshold=0.5 are two ways"):
+        stage_run("predict")(make_cfg("data.multi_label=true", "teacher.label_sets=top:1", f"input={new}",
+                                      "predict.top_k=1", "predict.threshold=0.5"))
     # the same labels with another set rule make another student (its targets and thresholds differ)
     assert artifacts.student_dir(make_cfg("data.multi_label=true", "teacher.label_sets=top:2")) != folder
 

@@ -46,8 +46,8 @@ def classifier(cfg: DictConfig):
 
 
 def set_rule(cfg: DictConfig):
-    """Multi-label: probabilities -> label sets, by predict.threshold (one for every label) when it is set, else
-    the student's per-label thresholds (the teacher's teacher.label_sets rule for predict.model=teacher); None
+    """Multi-label: probabilities -> label sets, by predict.top_k (each row's K most probable) or predict.threshold
+    (one for every label) when set, else the student's per-label thresholds (the teacher's teacher.label_sets rule for predict.model=teacher); None
     for a single-label run."""
     if not multi_label(cfg):
         return None
@@ -55,6 +55,14 @@ def set_rule(cfg: DictConfig):
     from ..students.folder import none_index_of, thresholds_of
 
     given, none = cfg.predict.threshold, none_index(cfg)
+    top_k = cfg.predict.get("top_k")
+    if top_k is not None:
+        if top_k < 1:
+            raise DistillError(f"predict.top_k must be at least 1 (labels a row), got {top_k}")
+        if given is not None:
+            raise DistillError(f"predict.top_k={top_k} and predict.threshold={given} are two ways to make the label "
+                               "sets: set one")
+        return partial(ml.rule_sets, rule=f"top:{int(top_k)}")
     if given is not None:
         if not 0 < given < 1:
             raise DistillError(f"predict.threshold must be between 0 and 1, got {given}")
