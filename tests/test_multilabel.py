@@ -276,8 +276,31 @@ def test_multi_label_refuses_what_it_cannot_do(make_cfg):  # noqa: F811
     stage_run("label")(cfg)
     with pytest.raises(DistillError, match="train.label_balance \\(on by default\\) weighs each label"):
         stage_run("train")(cfg)
-    with pytest.raises(DistillError, match="multi-label data trains a fine-tuned student .* single-label only"):
-        stage_run("train")(make_cfg("data.multi_label=true", "student.kind=embedding_lr"))
+    with pytest.raises(DistillError, match="train.trainer=txtai is single-label only"):
+        stage_run("train")(make_cfg("data.multi_label=true", "train.trainer=txtai"))
+
+
+def test_the_embedding_lr_student_is_one_vs_rest(make_cfg):  # noqa: F811
+    """student.kind=embedding_lr on multi-label data: a logistic regression a label, a sigmoid a label, its
+    thresholds and none label in distill_student.json, scored and predicted like a fine-tuned student."""
+    import json
+    from pathlib import Path
+
+    from distill.stages import stage_run
+    from distill.students.folder import none_index_of, thresholds_of
+    from distill.students.load import load_classifier
+
+    cfg = make_cfg("data.multi_label=true", "student.kind=embedding_lr", "teacher.label_sets=threshold:0.5",
+                   "data.none_label=negative", "eval.variants=[torch]")
+    stage_run("label")(cfg)
+    folder = Path(stage_run("train")(cfg)["student_dir"])
+    spec = json.loads((folder / "distill_student.json").read_text())
+    assert spec["multi_label"] is True and spec["none_label"] == "negative" and len(spec["thresholds"]) == 2
+    assert thresholds_of(folder) == spec["thresholds"] and none_index_of(folder) == 0
+    probs = load_classifier(folder).predict_proba(["a fine film", "dull", "fine"])
+    assert probs.shape == (3, 2) and not np.allclose(probs.sum(1), 1.0)  # a sigmoid a label, not a softmax
+    metrics = json.loads((Path(stage_run("eval")(cfg)["eval_dir"]) / "metrics.json").read_text())
+    assert metrics["multi_label"] is True and {"micro_f1", "map"} <= set(metrics["models"][1])
 
 
 @pytest.mark.parametrize("stage, message", [("weak", "weak supervision combines one label a text"),

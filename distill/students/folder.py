@@ -28,29 +28,43 @@ def is_multi_label(config) -> bool:
     return getattr(config, "problem_type", None) == MULTI_LABEL
 
 
+def _multi_label_spec(folder) -> dict | None:
+    """A multi-label student's (labels, thresholds, none label), from config.json (fine-tuned: problem_type,
+    `distill_thresholds`, `distill_none_label`) or distill_student.json (embedding_lr: `multi_label`,
+    `thresholds`, `none_label`); None for a single-label student."""
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("problem_type") != MULTI_LABEL:
+            return None
+        labels = [label for _, label in sorted((int(i), v) for i, v in (config.get("id2label") or {}).items())]
+        return {"labels": labels, "thresholds": config.get("distill_thresholds") or [0.5] * len(labels),
+                "none_label": config.get("distill_none_label")}
+    if (folder / SPEC_FILE).is_file():
+        spec = json.loads((folder / SPEC_FILE).read_text())
+        if not spec.get("multi_label"):
+            return None
+        labels = list(spec["labels"])
+        return {"labels": labels, "thresholds": spec.get("thresholds") or [0.5] * len(labels),
+                "none_label": spec.get("none_label")}
+    return None
+
+
 def thresholds_of(folder) -> list[float] | None:
-    """A multi-label student's per-label decision thresholds (config.json `distill_thresholds`, set by training
-    on the teacher-labelled validation split); None for a single-label student."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        return None
-    config = json.loads(path.read_text())
-    if config.get("problem_type") != MULTI_LABEL:
-        return None
-    return config.get("distill_thresholds") or [0.5] * len(config.get("id2label", {}))
+    """A multi-label student's per-label decision thresholds (set by training on the teacher-labelled validation
+    split); None for a single-label student."""
+    spec = _multi_label_spec(folder)
+    return None if spec is None else spec["thresholds"]
 
 
 def none_index_of(folder) -> int | None:
     """The index, in the student's own labels, of the "none of these" label a multi-label student was trained
-    with (config.json `distill_none_label`, from data.none_label), or None. Its sets are made as they were when
-    its thresholds were fitted, whatever a later run's data.none_label says."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
+    with (from data.none_label), or None. Its sets are made as they were when its thresholds were fitted,
+    whatever a later run's data.none_label says."""
+    spec = _multi_label_spec(folder)
+    if spec is None or spec["none_label"] not in spec["labels"]:
         return None
-    config = json.loads(path.read_text())
-    name = config.get("distill_none_label")
-    index = {label: int(i) for i, label in (config.get("id2label") or {}).items()}
-    return index.get(name) if name is not None else None
+    return spec["labels"].index(spec["none_label"])
 
 
 def probabilities(logits, multi_label: bool):

@@ -53,9 +53,9 @@ def train_student(texts: list[str], probs: np.ndarray, labels: list[str], studen
     data, val, stats = prepare(texts, probs, labels, train, weights, sets=sets)
     data.none_label = none_label if sets is not None else None
     kind = getattr(student, "kind", "finetune")
-    if sets is not None and (kind != "finetune" or train.trainer != "transformers"):
+    if sets is not None and kind == "finetune" and train.trainer != "transformers":
         raise DistillError(f"multi-label data trains a fine-tuned student with the transformers trainer; "
-                           f"student.kind={kind}, train.trainer={train.trainer} is single-label only")
+                           f"train.trainer={train.trainer} is single-label only")
     if kind == "embedding_lr" and student.layers is not None:
         raise DistillError("student.layers applies to fine-tuned students; an embedding_lr student uses its "
                            "whole encoder (leave student.layers unset)")
