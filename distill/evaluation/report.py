@@ -91,8 +91,8 @@ def _headline(metrics: dict) -> str:
     fastest = max(students, key=lambda m: m["samples_per_s"].get(str(max(metrics["batch_sizes"]))) or 0)
     if fastest is not best:
         text += f". Fastest: **{fastest['name']}** ({what} {fastest[key]:.4f})"
-    if teacher and not _gold(metrics):
-        conf = teacher.get("confidence") or {}
+    if teacher and not _gold(metrics) and teacher.get("confidence"):  # single-label: how sure the teacher is
+        conf = teacher["confidence"]
         text += (f". The teacher's mean confidence over the pool is {conf.get('mean', 0):.2f}; "
                  f"{100 * conf.get('share_below_0.6', 0):.0f}% of its labels are below 0.6")
     return text + "."
