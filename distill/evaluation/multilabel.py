@@ -44,7 +44,7 @@ def threshold(probs: np.ndarray, thresholds, none: int | None = None) -> np.ndar
     probs = np.asarray(probs, dtype=np.float64)
     t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (probs.shape[1],))
     sets = (probs >= t).astype(np.int64)
-    return _settle_none(sets, probs, none) if none is not None else _at_least_one(sets, probs)
+    return _settle_none(sets, none) if none is not None else _at_least_one(sets, probs)
 
 
 def _at_least_one(sets: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -53,7 +53,7 @@ def _at_least_one(sets: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return sets
 
 
-def _settle_none(sets: np.ndarray, scores: np.ndarray, none: int) -> np.ndarray:
+def _settle_none(sets: np.ndarray, none: int) -> np.ndarray:
     """The "none of these" label is in a text's set exactly when no other label is (its own score is not used)."""
     sets[:, none] = 0
     sets[:, none] = sets.sum(1) == 0
@@ -111,8 +111,7 @@ def rule_sets(probs: np.ndarray, rule: str, none: int | None = None) -> np.ndarr
     if none is not None and kind in ("threshold", "rate"):
         scores[:, none] = -np.inf  # the none label's own score takes no part: it fills what the others leave
     if kind == "relative" and number is not None and 0 < number <= 1:
-        top = scores.max(1, keepdims=True)
-        sets = (scores >= number * top).astype(np.int64)
+        sets = relative_sets(scores, number)
     elif kind == "threshold" and number is not None and 0 < number <= 1:
         sets = (scores >= number).astype(np.int64)
         if none is None:
@@ -121,10 +120,10 @@ def rule_sets(probs: np.ndarray, rule: str, none: int | None = None) -> np.ndarr
         sets = np.zeros(probs.shape, dtype=np.int64)
         np.put_along_axis(sets, np.argsort(-scores, axis=1)[:, :int(number)], 1, axis=1)
     elif kind == "rate" and (value == "auto" or (number is not None and 0 < number < 1)):
-        sets = rate_sets(scores, 1 / probs.shape[1] if value == "auto" else number)
+        rate = 1 / probs.shape[1] if value == "auto" else number
+        sets = rate_sets(scores, rate)
         if none is None and len(scores):  # every text keeps a label: the one whose cut it comes nearest to,
             # in that label's own spread (a label scored alike on every text never wins)
-            rate = 1 / probs.shape[1] if value == "auto" else number
             spread = scores.std(axis=0)
             near = np.where(spread > 0, (scores - _rate_cut(scores, rate)) / np.where(spread > 0, spread, 1), -np.inf)
             sets = _at_least_one(sets, near)
@@ -137,7 +136,7 @@ def rule_sets(probs: np.ndarray, rule: str, none: int | None = None) -> np.ndarr
         sets[alone, none] = 1
         sets[~alone, none] = 0
         return sets
-    return _settle_none(sets, probs, none) if none is not None else sets
+    return _settle_none(sets, none) if none is not None else sets
 
 
 def set_confusion(gold: np.ndarray, pred: np.ndarray) -> np.ndarray:

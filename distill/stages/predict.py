@@ -47,7 +47,8 @@ def classifier(cfg: DictConfig):
 
 def set_rule(cfg: DictConfig):
     """Multi-label: probabilities -> label sets, by predict.top_k (each row's K most probable) or predict.threshold
-    (one for every label) when set, else the student's per-label thresholds (the teacher's teacher.label_sets rule for predict.model=teacher); None
+    (one for every label) when set, else the student's per-label thresholds (the teacher's teacher.label_sets
+    rule for predict.model=teacher); None
     for a single-label run."""
     if not multi_label(cfg):
         return None

@@ -23,13 +23,13 @@ FEW_TEXTS = 500  # fewer training texts than this: warn that the student will co
 
 
 def run(cfg: DictConfig) -> dict:
-    none_index(cfg)  # a bad data.none_label (or one on a single-label run) is a one-line error before anything
+    none = none_index(cfg)  # a bad data.none_label (or one on a single-label run) is a one-line error first
     # a second run training the same student waits, then finds it trained (the ranks of one DDP run share it)
     with artifacts.exclusive(artifacts.student_dir(cfg), "training this student", enabled=world_size() == 1):
-        return _train(cfg)
+        return _train(cfg, none)
 
 
-def _train(cfg: DictConfig) -> dict:
+def _train(cfg: DictConfig, none: int | None) -> dict:
     labels_path = artifacts.find_labels(cfg)
     out_dir = artifacts.student_dir(cfg)
     log.info("train: student %s learns from the labels in %s", cfg.student.name, labels_path)
@@ -62,7 +62,6 @@ def _train(cfg: DictConfig) -> dict:
         log.warning("train: only %d texts to learn from; a student needs more to copy its teacher well (tried on "
                     "71 reviews, one agreed with the teacher on half of the texts it had not seen, against about "
                     "85%% from 1,800): label more texts if you have them (a bigger file, data.pool_size)", len(texts))
-    none = none_index(cfg)
     sets = rule_sets(probs, cfg.teacher.label_sets, none=none) if multi else None
     if multi:
         log.info("train: multi-label: the teacher's label sets (teacher.label_sets=%s) hold %.2f labels a text; the "

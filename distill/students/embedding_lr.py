@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import DistillError
 from ..runtime.device import resolve_device
 from ..runtime.encoder import SentenceEncoder
-from .folder import SPEC_FILE, folder_meta, folder_size_mb
+from .folder import SPEC_FILE, folder_meta, folder_size_mb, probabilities
 from .trainset import LabelledTexts
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ def train(data: LabelledTexts, val: LabelledTexts | None, labels, student, train
     if multi:
         from .finetune import fit_thresholds
 
-        probs = _sigmoid(encoder.embed(val.texts) @ coef.T + intercept) if val is not None else None
+        probs = probabilities(encoder.embed(val.texts) @ coef.T + intercept, multi_label=True) if val is not None \
+            else None
         thresholds = (fit_thresholds(probs, val.sets, str(train_cfg.thresholds)) if val is not None
                       else [0.5] * len(labels))
         spec.update(multi_label=True, thresholds=thresholds, none_label=data.none_label)
@@ -114,10 +115,6 @@ def train(data: LabelledTexts, val: LabelledTexts | None, labels, student, train
         predicted = head.classes_[head.predict_proba(encoder.embed(val.texts)).argmax(axis=1)]
         summary["val_agreement"] = float((predicted == val.probs.argmax(1)).mean())
     return summary
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
 class EmbeddingLRClassifier:
@@ -143,7 +140,7 @@ class EmbeddingLRClassifier:
         x = self.encoder.embed(list(texts), batch_size, progress)
         z = x @ self.coef.T + self.intercept
         if self.multi_label:  # one-vs-rest: a sigmoid a label
-            return _sigmoid(z).astype(np.float32)
+            return probabilities(z, multi_label=True)
         k = len(self.labels)
         out = np.zeros((len(x), k), dtype=np.float32)
         if self.coef.shape[0] == 1:  # sklearn's binary head: one logit for classes[1] against classes[0]
