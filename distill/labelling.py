@@ -1,7 +1,8 @@
 """Label one split of the configured data with the configured teacher, locally or on Ray.
 
 Used by the label, eval and weak stages (and the benchmarks): the labels land at their content-keyed
-path (distill/artifacts.py), shard by shard, resumable and cached (distill/labelstore.py).
+path (distill/artifacts.py), shard by shard, resumable and cached (distill/labelstore.py); multi-label
+files also keep each text's label set at teacher.label_sets (column `labels`).
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import os
 from omegaconf import DictConfig
 
 from . import artifacts
-from .config import Engine
+from .config import Engine, multi_label, none_index
 from .data import load_heldout, stream_pool
 from .errors import DistillError
-from .labelstore import Labelled, TextCache, label_texts, separation_line
+from .labelstore import Labelled, TextCache, keep_sets, label_texts, separation_line
 from .runtime.device import resolve_device
 from .teachers import build_teacher
 from .teachers.nli import decide_compile
@@ -46,6 +47,8 @@ def label_split(cfg: DictConfig, split: str, teacher=None) -> Labelled:
                          labeller=labeller, rows=rows, notes=notes, cache=cache)
     if warning := separation_line(result.meta, cfg.teacher.name):
         log.warning("%s", warning)
+    if multi_label(cfg):
+        keep_sets(result, list(cfg.data.labels), str(cfg.teacher.label_sets), none_index(cfg), cfg.data.label_separator)
     return result
 
 

@@ -44,6 +44,7 @@ from .teachers.base import Teacher, top_margin
 
 log = logging.getLogger(__name__)
 PROB_PREFIX = "prob_"
+SETS_COLUMN = "labels"  # multi-label: the label set of each text, names joined by data.label_separator
 _END = object()  # what next() returns on an input that has run out
 WEAK_LIFT = 0.1  # below this separation lift a labelling is flagged (see `separation`)
 ROW_GROUP_ROWS = 65_536  # rows a labels.parquet row group gathers: fast to read, small to hold
@@ -99,6 +100,29 @@ def read_weights(path: Path) -> np.ndarray | None:
     if "weight" not in pq.read_schema(path).names:
         return None
     return pd.read_parquet(path, columns=["weight"])["weight"].to_numpy(np.float64)
+
+
+def join_sets(sets: np.ndarray, labels: Sequence[str], separator: str) -> list[str]:
+    """[N, K] 0/1 label sets -> one string a row, the label names joined by `separator` (data.label_separator)."""
+    return [separator.join(labels[k] for k in np.flatnonzero(row)) for row in np.asarray(sets)]
+
+
+def keep_sets(labelled: Labelled, labels: Sequence[str], rule: str, none: int | None, separator: str) -> None:
+    """Multi-label: give the label file a `labels` column, each text's label set by `rule` (teacher.label_sets)
+    over the whole file, beside every label's own probability. The rule is not part of what keys the labels, so a
+    file labelled under another rule gets its column made again (atomically), with no text relabelled."""
+    from .evaluation.multilabel import rule_sets
+
+    want = {"rule": rule, "none_label": labels[none] if none is not None else None, "separator": separator}
+    if labelled.meta.get("label_sets") == want:
+        return
+    path = labelled.path
+    frame = pd.read_parquet(path)
+    sets = rule_sets(frame[prob_columns(labels)].to_numpy(np.float64), rule, none=none)
+    frame[SETS_COLUMN] = pd.array(join_sets(sets, labels, separator), dtype="string")
+    _write_parquet(frame, path)
+    labelled.meta.update(label_sets=want, labels_a_text=float(sets.sum(1).mean()) if len(sets) else None)
+    write_json(path.parent / "meta.json", labelled.meta)
 
 
 def _shard_path(folder: Path, index: int) -> Path:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .data import count_rows, file_format, read_frames
 from .errors import DistillError
+from .labelstore import join_sets
 
 CHUNK_ROWS = 512  # rows read, predicted and written at a time (the progress bar moves per chunk)
 ADDED = ("predicted_label", "score", "text_missing", "predicted_labels")
@@ -133,9 +134,8 @@ def predict_frame(chunk: pd.DataFrame, predict_proba: PredictProba, labels: Sequ
         chosen = np.zeros(probs.shape, dtype=np.int64)
         if len(present):
             chosen[present] = sets(probs[present])
-        out["predicted_labels"] = pd.array([label_separator.join(labels[k] for k in np.flatnonzero(row))
-                                            if not gone else None for row, gone in zip(chosen, missing)],
-                                           dtype="string")
+        out["predicted_labels"] = pd.array([None if gone else names for names, gone in
+                                            zip(join_sets(chosen, labels, label_separator), missing)], dtype="string")
     return out
 
 

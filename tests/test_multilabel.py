@@ -303,13 +303,30 @@ def test_the_embedding_lr_student_is_one_vs_rest(make_cfg):  # noqa: F811
     assert metrics["multi_label"] is True and {"micro_f1", "map"} <= set(metrics["models"][1])
 
 
-@pytest.mark.parametrize("stage, message", [("weak", "weak supervision combines one label a text"),
-                                            ("review", "stage=review asks for one label a text")])
-def test_stages_that_are_single_label_say_so(make_cfg, stage, message):  # noqa: F811
+def test_stage_review_is_single_label_and_says_so(make_cfg):  # noqa: F811
     from distill.stages import stage_run
 
-    with pytest.raises(DistillError, match=message):
-        stage_run(stage)(make_cfg("data.multi_label=true"))
+    with pytest.raises(DistillError, match="stage=review asks for one label a text"):
+        stage_run("review")(make_cfg("data.multi_label=true"))
+
+
+def test_the_label_file_keeps_each_texts_set_and_follows_the_rule_without_relabelling(make_cfg):  # noqa: F811
+    import json
+
+    from distill import artifacts
+    from distill.stages import stage_run
+
+    first = stage_run("label")(make_cfg("data.multi_label=true", "teacher.label_sets=top:1"))
+    frame = pd.read_parquet(first["labels_path"])
+    assert frame["labels"].tolist() == frame["label"].tolist()  # top:1: the one most probable label
+    cfg = make_cfg("data.multi_label=true", "teacher.label_sets=top:2")
+    again = stage_run("label")(cfg)
+    assert again["cached"] is True and again["labels_path"] == first["labels_path"]
+    both = pd.read_parquet(again["labels_path"])
+    assert set(both["labels"]) == {"negative,positive"}
+    np.testing.assert_array_equal(both["prob_positive"], frame["prob_positive"])  # nothing relabelled
+    meta = json.loads((artifacts.labels_dir(cfg, "pool") / "meta.json").read_text())
+    assert meta["label_sets"]["rule"] == "top:2" and meta["labels_a_text"] == 2.0
 
 
 def test_multi_label_without_gold_scores_students_against_the_teachers_sets(make_cfg):  # noqa: F811
