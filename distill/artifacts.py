@@ -111,6 +111,12 @@ def weak_identity(cfg: DictConfig) -> dict:
     settings = OmegaConf.to_container(weak, resolve=True)
     for key in ("name", "teachers", "keywords", "regex", "hook"):
         settings.pop(key, None)
+    if multi_label(cfg):  # the teachers vote their label sets: their rules and the none label make the votes
+        settings["teacher_label_sets"] = {name: str(teacher_config(cfg, name, spec).teacher.label_sets)
+                                          for name, spec in active_teachers(weak)}
+        settings["none_label"] = cfg.data.get("none_label")
+    else:
+        settings.pop("label_sets", None)  # single-label: unused
     return {
         "data": data_fingerprint(cfg.data, os.path.expanduser(cfg.paths.data))["pool"],
         "labels": list(cfg.data.labels),
@@ -128,6 +134,12 @@ def weak_dir(cfg: DictConfig) -> Path:
 def uses_weak(cfg: DictConfig) -> bool:
     """The student learns from stage=weak's combined labels: `weak` is set and no explicit labels_path."""
     return cfg.get("weak") is not None and not cfg.train.labels_path
+
+
+def sets_rule(cfg: DictConfig) -> str:
+    """Multi-label: the rule that makes the label sets a student learns from, over its whole label file: the
+    weak label model's (weak.label_sets) or the teacher's (teacher.label_sets)."""
+    return str(cfg.weak.label_sets if uses_weak(cfg) else cfg.teacher.label_sets)
 
 
 def review_answers(cfg: DictConfig):
@@ -155,9 +167,9 @@ def student_identity(cfg: DictConfig) -> dict:
     labels = weak_identity(cfg) if uses_weak(cfg) else label_identity(cfg)
     share = holdout(cfg)
     answers = answers_identity(cfg)
-    # multi-label: the rule that makes the teacher's label sets (and the none label) sets the student's targets;
+    # multi-label: the rule that makes the label sets (and the none label) sets the student's targets;
     # train.thresholds and train.label_balance are multi-label only (single-label names stay as they were)
-    multi = {"multi_label": {"label_sets": str(cfg.teacher.label_sets), "none_label": cfg.data.get("none_label"),
+    multi = {"multi_label": {"label_sets": sets_rule(cfg), "none_label": cfg.data.get("none_label"),
                              "thresholds": str(cfg.train.thresholds), "label_balance": bool(cfg.train.label_balance),
                              "selection": "map"}} if multi_label(cfg) else {}
     return ({"answers": answers} if answers else {}) | multi | {

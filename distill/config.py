@@ -319,6 +319,9 @@ class WeakConfig:
     regex: Dict[str, List[str]] = field(default_factory=dict)  # label -> regular expressions, one LF per label
     hook: Optional[str] = None  # module:function, texts -> a label name (or None: abstain) per text
     label_model: LabelModel = LabelModel.dawid_skene  # what the student learns from
+    # Multi-label: the label sets of the combined per-label probabilities (each label's own binary label model),
+    # in teacher.label_sets' terms; threshold:0.5 is the label model's own decision
+    label_sets: str = "threshold:0.5"
     teacher_votes: TeacherVotes = TeacherVotes.hard  # hard: teachers vote their argmax | soft: their (calibrated) probabilities
     calibrate: bool = True  # temperature-scale each teacher to the other sources' consensus (no gold)
     class_prior: Optional[Dict[str, float]] = None  # label -> share, held fixed; None: estimated (prior_from)

@@ -40,9 +40,12 @@ def rows(n: int = 1100) -> pd.DataFrame:
     return pd.DataFrame({"row": np.arange(n), "sentence": texts, "note": [f"n{i}" for i in range(n)]})
 
 
-def test_ray_labels_equal_local_labels_row_by_row(make_cfg):  # noqa: F811
-    local_cfg = make_cfg(FP32, "data.pool_size=35", "paths.outputs=${paths.data}/../local")
-    ray_cfg = make_cfg(FP32, "data.pool_size=35", "paths.outputs=${paths.data}/../ray", "label.engine=ray", *RAY)
+@pytest.mark.parametrize("multi", [(), ("data.multi_label=true", "teacher.label_sets=relative:0.8")],
+                         ids=["single-label", "multi-label"])
+def test_ray_labels_equal_local_labels_row_by_row(make_cfg, multi):  # noqa: F811
+    local_cfg = make_cfg(FP32, "data.pool_size=35", "paths.outputs=${paths.data}/../local", *multi)
+    ray_cfg = make_cfg(FP32, "data.pool_size=35", "paths.outputs=${paths.data}/../ray", "label.engine=ray", *RAY,
+                       *multi)
     local = pd.read_parquet(label.run(local_cfg)["labels_path"])
     result = label.run(ray_cfg)
     remote = pd.read_parquet(result["labels_path"])
@@ -56,6 +59,23 @@ def test_ray_labels_equal_local_labels_row_by_row(make_cfg):  # noqa: F811
     assert meta["teacher"]["template"] == "This example is {}." and meta["n_texts"] == 35
     assert not (folder / "ray-inputs").exists()  # the staged inputs are cleaned up
     assert label.run(ray_cfg)["cached"] is True
+    assert ("labels" in remote) == bool(multi)  # multi-label: each text's set, the same as the local engine's
+
+
+@pytest.mark.parametrize("kind", ["embedding_lr", "finetune"])
+def test_ray_predict_with_a_multi_label_student_equals_local(make_cfg, tmp_path, kind):  # noqa: F811
+    multi = ("data.multi_label=true", "teacher.label_sets=relative:0.8", f"student.kind={kind}")
+    cfg = make_cfg(*multi)
+    label.run(cfg)
+    train.run(cfg)
+    source = tmp_path / "new.parquet"
+    rows(600).to_parquet(source, index=False)
+    local = predict.run(make_cfg(*multi, f"input={source}", f"predict.output={tmp_path / 'local.parquet'}"))
+    remote = predict.run(make_cfg(*multi, f"input={source}", f"predict.output={tmp_path / 'ray.parquet'}",
+                                  "predict.engine=ray", *RAY))
+    got, want = pd.read_parquet(remote["output"]), pd.read_parquet(local["output"])
+    assert want["predicted_labels"].notna().sum() == 598  # a label set for every row with a text
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, atol=1e-5)
 
 
 def test_ray_label_resumes_the_shards_a_killed_run_left(make_cfg):  # noqa: F811

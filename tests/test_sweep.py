@@ -130,6 +130,7 @@ def test_experiment_presets_compose_and_pin_the_recipe(name):
     targets = "hard" if name == "goemotions" else "soft"
     assert cfg.train.lr == 1e-4 and cfg.train.targets == targets and cfg.train.seed == 42
     assert list(cfg.logger.tags) == [name]
+    assert (cfg.weak.name if cfg.weak else None) == ("goemotions" if name == "goemotions" else None)
     assert load_config([f"experiment={name}", "train.lr=3e-5"]).train.lr == 3e-5  # the command line still wins
 
 

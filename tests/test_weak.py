@@ -162,12 +162,32 @@ def test_lf_config_errors(tmp_path):
         build_sources(load_config(base + ["++weak.regex.positive=['(']"]))
 
 
-@pytest.mark.parametrize("name", ["sst2", "ag_news", "tweeteval_emotion", "sms_spam"])
+@pytest.mark.parametrize("name", ["sst2", "ag_news", "tweeteval_emotion", "sms_spam", "goemotions"])
 def test_every_weak_preset_composes_with_its_data(name, tmp_path):
-    cfg = load_config([f"data={name}", f"weak={name}", f"paths.data={tmp_path}"])
+    data = "experiment=goemotions" if name == "goemotions" else f"data={name}"
+    cfg = load_config([data, f"weak={name}", f"paths.data={tmp_path}"])
     sources = build_sources(cfg)  # label names, presets and patterns all checked here
     assert sum(s.is_teacher for s in sources) >= 2 and sum(not s.is_teacher for s in sources) >= 2
     assert artifacts.weak_dir(cfg).name.startswith(f"{name}-")
+
+
+def test_a_source_named_teacher_is_the_runs_own_teacher(tmp_path):
+    """weak=goemotions: `teacher` is the experiment's described mpnet, `preset: teacher` the same on MiniLM; the
+    run's label_sets hold for both, and the weak key follows them (they make the votes)."""
+    from distill.weak.sources import teacher_config
+
+    cfg = load_config(["experiment=goemotions", "weak=goemotions", f"paths.data={tmp_path}"])
+    teacher, minilm = (s.cfg.teacher for s in build_sources(cfg) if s.is_teacher)
+    assert teacher.name == "mpnet" and teacher.descriptions == cfg.teacher.descriptions
+    assert minilm.name == "minilm-embed" and minilm.model.endswith("all-MiniLM-L6-v2")
+    assert minilm.descriptions == cfg.teacher.descriptions and minilm.label_sets == teacher.label_sets == "rate:auto"
+    other = load_config(["experiment=goemotions", "weak=goemotions", f"paths.data={tmp_path}",
+                         "teacher.label_sets=top:2"])
+    assert artifacts.weak_dir(other) != artifacts.weak_dir(cfg)
+    own = teacher_config(cfg, "x", {"preset": "teacher", "label_sets": "threshold:0.3"})
+    assert own.teacher.label_sets == "threshold:0.3"  # a source's own rule wins
+    with pytest.raises(DistillError, match="no teacher preset 'nope'.*`teacher` for the run's teacher"):
+        teacher_config(cfg, "nope", {})
 
 
 def test_python_hook(tmp_path, monkeypatch):
@@ -400,3 +420,99 @@ def test_reviewed_answers_anchor_the_weak_label_model(weak_cfg, tmp_path):
     assert summary["anchored_by_answers"] == pool["text"].isin(chosen).sum()  # the random ones are kept apart
     assert summary["reviewed_accuracy"]["kw_positive"]["n"] <= 4
     assert 0 <= summary["reviewed_accuracy"]["deberta-v3-nli"]["accuracy"] <= 1
+
+
+# ------------------------------------------------------------------------------------------ multi-label
+
+def per_label_votes(n=4000, seed=0):
+    """Gold sets of two labels (each on about 20% of texts, independently, plus a none label); two teachers that
+    find each label 60% and 55% of the time with 8% and 10% false alarms; and a keyword LF for the first label
+    that fires on half of its texts and 2% of the others."""
+    from omegaconf import OmegaConf
+
+    from distill.weak.combine import SplitVotes
+    from distill.weak.sources import Source
+
+    rng = np.random.default_rng(seed)
+    gold = (rng.random((n, 2)) < 0.2).astype(np.int64)
+    said = [np.where(gold == 1, rng.random((n, 2)) < tpr, rng.random((n, 2)) < fpr).astype(np.int64)
+            for tpr, fpr in ((0.6, 0.08), (0.55, 0.1))]
+    fires = np.where(gold[:, 0] == 1, rng.random(n) < 0.5, rng.random(n) < 0.02)
+    # probabilities whose threshold:0.5 sets are what each teacher says (the none label's own score is unused)
+    probs = {f"t{i}": np.column_stack([np.where(s == 1, 0.9, 0.1), np.full(n, 0.5)]) for i, s in enumerate(said)}
+    split = SplitVotes(texts=[str(i) for i in range(n)], probs=probs,
+                       ids={**{name: p.argmax(1) for name, p in probs.items()}, "kw_a": np.where(fires, 0, -1)})
+    rule = OmegaConf.create({"teacher": {"label_sets": "threshold:0.5"}})
+    sources = [Source("t0", "teacher", cfg=rule), Source("t1", "teacher", cfg=rule), Source("kw_a", "keywords")]
+    return gold, said, split, sources
+
+
+def test_a_binary_label_model_a_label_lets_a_keyword_add_what_the_teachers_missed():
+    from omegaconf import OmegaConf
+    from sklearn.metrics import f1_score
+
+    from distill.config import WeakConfig
+    from distill.weak.perlabel import PerLabel
+
+    gold, said, split, sources = per_label_votes()
+    combiner = PerLabel(OmegaConf.structured(WeakConfig(name="t")), sources, ["a", "b", "none"], none=2).fit(split)
+    assert [list(m) for m in combiner.members] == [[0, 1, 2], [0, 1], [0, 1]]  # the keyword votes on its label only
+    sets = combiner.sets(combiner.predict(split)["dawid_skene"])
+    # label a: the keyword's firings the teachers missed are added
+    f1 = f1_score(gold[:, 0], sets[:, 0])
+    assert f1 > max(f1_score(gold[:, 0], s[:, 0]) for s in said) + 0.03, f1
+    both = (said[0] & said[1]).all(1)
+    assert both.any() and (sets[both, :2] == 1).all()  # two labels at once, what one label a text cannot give
+    assert (sets[:, 2] == (sets[:, :2].sum(1) == 0)).all()  # none: exactly when no other label is
+    learned = combiner.learned()
+    # the keyword's precision, estimated without gold: truly 0.1 / (0.1 + 0.016) = 0.86
+    assert learned["kw_a"]["labels"] == ["a"] and learned["kw_a"]["precision"] == pytest.approx(0.86, abs=0.08)
+    assert learned["t0"]["labels"] == ["a", "b", "none"]
+
+
+def test_multi_label_weak_settings_that_ask_for_one_label_a_text_say_so():
+    from omegaconf import OmegaConf
+
+    from distill.config import WeakConfig
+    from distill.weak.perlabel import PerLabel
+
+    _, _, _, sources = per_label_votes(n=10)
+    for setting, message in ((dict(teacher_votes="soft"), "weak.teacher_votes=soft: on multi-label data"),
+                             (dict(class_prior={"a": 0.5, "b": 0.5}), "weak.class_prior gives one label a text"),
+                             (dict(label_sets="most"), "teacher.label_sets='most'")):
+        weak_settings = OmegaConf.merge(OmegaConf.structured(WeakConfig(name="t")), setting)
+        with pytest.raises(DistillError, match=message):
+            PerLabel(weak_settings, sources, ["a", "b"], none=None)
+
+
+def test_weak_stage_on_multi_label_data_then_train_and_eval(weak_cfg):
+    cfg = weak_cfg("data.multi_label=true", "teacher.label_sets=relative:0.9", "weak.teachers.deberta-v3-nli=null",
+                   "weak.teachers.minilm-embed=null")
+    weak.run(cfg)
+    out = artifacts.weak_dir(cfg)
+    pool = pd.read_parquet(out / "pool.parquet")
+    assert {"labels", "vote.mpnet", "vote.kw_positive", "mpnet.prob_positive", "weight"} <= set(pool.columns)
+    great = pool.text.str.contains("great")
+    assert great.any() and set(pool.loc[great, "vote.kw_positive"]) == {"positive"}
+    assert pool.loc[~pool.text.str.contains("|".join(cfg.weak.keywords.positive)), "vote.kw_positive"].isna().all()
+    # each label's own probability (not one distribution), and the sets at weak.label_sets=threshold:0.5
+    probs = pool[["prob_negative", "prob_positive"]].to_numpy()
+    expected = [",".join(n for n, p in zip(["negative", "positive"], row) if p >= 0.5) or
+                ["negative", "positive"][row.argmax()] for row in probs]
+    assert pool["labels"].tolist() == expected
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["multi_label"] is True and summary["label_sets"] == "threshold:0.5"
+    assert {"mpnet", "kw_positive", "kw_negative", "dawid_skene", "majority_vote"} <= {r["name"] for r in summary["heldout"]}
+    assert "a binary label model a label" in (out / "summary.md").read_text()
+    # the teacher's own label file keeps its sets at the run's rule (what it voted)
+    teacher = pd.read_parquet(summary["sources"][0]["pool_labels"])
+    assert summary["sources"][0]["label_sets"] == "relative:0.9" and "labels" in teacher.columns
+
+    trained = train.run(cfg)
+    assert trained["labels_path"] == str(out / "pool.parquet")
+    metrics = evaluate.run(cfg)
+    teacher_entry = metrics["models"][0]
+    assert teacher_entry["name"] == "weak-sst2 (dawid_skene)" and teacher_entry["label_sets"] == "threshold:0.5"
+    assert teacher_entry["micro_f1"] == pytest.approx(next(r["micro_f1"] for r in summary["heldout"]
+                                                           if r["name"] == "dawid_skene"))
+    assert 0 <= metrics["models"][1]["agreement_with_teacher"] <= 1

@@ -32,6 +32,12 @@ def indicators(sets: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarr
     return out
 
 
+def gold_sets(gold: Sequence, labels: Sequence[str], multi_label_data: bool) -> np.ndarray:
+    """[N, K] 0/1 of held-out gold: label sets on multi-label data, one label a text otherwise (a teacher asked to
+    score each label on its own, on single-label data)."""
+    return indicators([g if multi_label_data else [g] for g in gold], labels)
+
+
 def names_of(rows: np.ndarray, labels: Sequence[str]) -> list[list[str]]:
     """[N, K] 0/1 -> the label names of each row, in label order."""
     return [[labels[k] for k in np.flatnonzero(row)] for row in np.asarray(rows)]

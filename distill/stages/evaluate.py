@@ -53,6 +53,18 @@ def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tup
 
 def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
     """stage=weak's held-out labels, scored in the teacher's place (several models: not timed)."""
+    probs, path = weak_heldout(cfg)
+    entry = measure(weak_name(cfg), "teacher", probs, gold, {bs: None for bs in cfg.eval.batch_sizes}, cfg,
+                    {"kind": "weak", "model": str(path)})
+    return entry, probs
+
+
+def weak_name(cfg: DictConfig) -> str:
+    return f"weak-{cfg.weak.name} ({cfg.weak.label_model})"
+
+
+def weak_heldout(cfg: DictConfig) -> tuple[np.ndarray, "os.PathLike"]:
+    """stage=weak's held-out probabilities (checked to be for this held-out set) and their file."""
     folder = artifacts.weak_dir(cfg)
     path, summary = folder / "heldout.parquet", folder / "summary.json"
     if not path.exists() or not summary.exists():
@@ -61,10 +73,7 @@ def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
                                     ["heldout"], default=str))
     if json.loads(summary.read_text()).get("heldout_identity") != current:
         raise DistillError(f"{path} was written for another held-out set: run `python -m distill stage=weak` again")
-    probs = read_labels(path, list(cfg.data.labels))[1]
-    entry = measure(f"weak-{cfg.weak.name} ({cfg.weak.label_model})", "teacher", probs, gold,
-                    {bs: None for bs in cfg.eval.batch_sizes}, cfg, {"kind": "weak", "model": str(path)})
-    return entry, probs
+    return read_labels(path, list(cfg.data.labels))[1], path
 
 
 def time_model(cfg: DictConfig, predict, texts: list[str], desc: str) -> dict:
@@ -132,7 +141,7 @@ def teacher_without_gold(cfg: DictConfig, pool_probs: np.ndarray, bench: list[st
     """The teacher's row: its confidence and label shares over the labelled pool, its speed (not for a
     weak-supervision label model, which is several models)."""
     if artifacts.uses_weak(cfg):
-        return measure(f"weak-{cfg.weak.name} ({cfg.weak.label_model})", "teacher", pool_probs, None,
+        return measure(weak_name(cfg), "teacher", pool_probs, None,
                        {bs: None for bs in cfg.eval.batch_sizes}, cfg, {"kind": "weak"})
     teacher = build_teacher(cfg.teacher, list(cfg.data.labels))
     speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), bench,
@@ -213,30 +222,32 @@ def run_multi_label(cfg: DictConfig) -> dict:
     from ..students.folder import none_index_of, thresholds_of
 
     labels, batch_sizes = list(cfg.data.labels), list(cfg.eval.batch_sizes)
-    if artifacts.uses_weak(cfg):
-        raise DistillError("weak supervision is single-label: stage=weak cannot feed a multi-label run")
+    weak, rule = artifacts.uses_weak(cfg), artifacts.sets_rule(cfg)  # stage=weak's label model in the teacher's place
     folders = artifacts.find_students(cfg)
     gold_known = has_gold(cfg.data)
+    teacher = build_teacher(cfg.teacher, labels) if not weak and (gold_known or cfg.eval.teacher) else None
     if gold_known:
         held = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
         texts = held.texts
-        gold = ml.indicators([g if cfg.data.multi_label else [g] for g in held.gold], labels)
-        teacher = build_teacher(cfg.teacher, labels)
-        teacher_probs = read_labels(label_split(cfg, "heldout", teacher=teacher).path, labels)[1]
+        gold = ml.gold_sets(held.gold, labels, cfg.data.multi_label)
+        teacher_probs = weak_heldout(cfg)[0] if weak else \
+            read_labels(label_split(cfg, "heldout", teacher=teacher).path, labels)[1]
     else:
         path, rows = artifacts.unseen_rows(folders[0])
         all_texts, all_probs = read_labels(path, labels)
         texts, teacher_probs, gold = [all_texts[i] for i in rows], all_probs[rows], None
-        teacher = build_teacher(cfg.teacher, labels) if cfg.eval.teacher else None
     none = none_index(cfg)
-    teacher_sets = ml.rule_sets(teacher_probs, cfg.teacher.label_sets, none=none)
+    teacher_sets = ml.rule_sets(teacher_probs, rule, none=none)
     entries = []
     if cfg.eval.teacher:
-        speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)),
-                           texts, "teacher")
-        entry = measure_sets(cfg.teacher.name, "teacher", teacher_probs, teacher_sets, gold, speed,
-                             teacher_info(cfg, teacher), labels, teacher_sets)
-        entries.append({**entry, "label_sets": str(cfg.teacher.label_sets)})
+        if weak:  # several models: not timed
+            name, speed, info = weak_name(cfg), {bs: None for bs in batch_sizes}, {"kind": "weak"}
+        else:
+            name, info = cfg.teacher.name, teacher_info(cfg, teacher)
+            speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)),
+                               texts, "teacher")
+        entry = measure_sets(name, "teacher", teacher_probs, teacher_sets, gold, speed, info, labels, teacher_sets)
+        entries.append({**entry, "label_sets": rule})
     for folder in folders:
         thresholds = thresholds_of(folder)
         if thresholds is None:

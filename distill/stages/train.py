@@ -40,16 +40,19 @@ def _train(cfg: DictConfig, none: int | None) -> dict:
                 **trained_summary(out_dir)}
     texts, probs = read_labels(labels_path, list(cfg.data.labels))
     weights = read_weights(labels_path)
+    multi, rule = multi_label(cfg), artifacts.sets_rule(cfg)
+    # the sets over the whole file, as its `labels` column holds them (a rate: rule ranks every labelled text)
+    sets = rule_sets(probs, rule, none=none) if multi else None
     share = artifacts.holdout(cfg)
     held = holdout_rows(len(texts), share, cfg.train.seed)
     if len(held):  # no gold: these texts are for eval to score the student against the teacher
         keep = np.setdiff1d(np.arange(len(texts)), held)
         texts, probs = [texts[i] for i in keep], probs[keep]
         weights = weights[keep] if weights is not None else None
+        sets = sets[keep] if sets is not None else None
         log.info("train: %d of the %d labelled texts kept out of training, for eval to score the student against "
                  "the teacher (no gold labels; train.holdout)", len(held), len(keep) + len(held))
     answers = artifacts.review_answers(cfg)
-    multi = multi_label(cfg)
     if multi and len(answers):
         raise DistillError("review answers give one label a text: they cannot teach a multi-label student yet "
                            "(set review.answers=null)")
@@ -62,11 +65,11 @@ def _train(cfg: DictConfig, none: int | None) -> dict:
         log.warning("train: only %d texts to learn from; a student needs more to copy its teacher well (tried on "
                     "71 reviews, one agreed with the teacher on half of the texts it had not seen, against about "
                     "85%% from 1,800): label more texts if you have them (a bigger file, data.pool_size)", len(texts))
-    sets = rule_sets(probs, cfg.teacher.label_sets, none=none) if multi else None
     if multi:
-        log.info("train: multi-label: the teacher's label sets (teacher.label_sets=%s) hold %.2f labels a text; the "
-                 "student learns a sigmoid a label and per-label thresholds", cfg.teacher.label_sets,
-                 float(sets.sum(1).mean()))
+        source = "weak label model's" if artifacts.uses_weak(cfg) else "teacher's"
+        key = "weak" if artifacts.uses_weak(cfg) else "teacher"
+        log.info("train: multi-label: the %s label sets (%s.label_sets=%s) hold %.2f labels a text; the student "
+                 "learns a sigmoid a label and per-label thresholds", source, key, rule, float(sets.sum(1).mean()))
     summary = train_student(texts, probs, list(cfg.data.labels), cfg.student, cfg.train, out_dir, weights=weights,
                             holdout={"fraction": share, "seed": cfg.train.seed, "n_texts": len(held)}, sets=sets,
                             none_label=cfg.data.none_label if none is not None else None)

@@ -18,15 +18,17 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .. import artifacts
-from ..config import multi_label
+from ..config import multi_label, none_index
 from ..data import has_gold, load_heldout, load_pool
 from ..errors import DistillError
+from ..evaluation import multilabel as ml
 from ..evaluation.metrics import label_ids
 from ..labelling import label_split
-from ..labelstore import read_labels
+from ..labelstore import join_sets, read_labels
+from ..weak import perlabel
 from ..weak.combine import Combiner, SplitVotes, check_weak, find_noise, frame, score_rows
 from ..weak.sources import Source, build_sources
-from ..weak.summary import lf_summary, render
+from ..weak.summary import lf_summary, render, render_per_label
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +76,25 @@ def reviewed_accuracy(sources: list[Source], pool: SplitVotes, answers, labels: 
     return out
 
 
+def write_table(path, table) -> "os.PathLike":
+    """`table` to `path` (parquet), atomically: a reader never finds half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(path.with_suffix(".tmp"), index=False)
+    os.replace(path.with_suffix(".tmp"), path)
+    return path
+
+
 def run(cfg: DictConfig) -> dict:
-    if multi_label(cfg):
-        raise DistillError("weak supervision combines one label a text: it is single-label only (a label model a "
-                           "label is not built yet); for multi-label data run stage=label with a teacher")
     weak = check_weak(cfg.get("weak"))
     labels, data_dir = list(cfg.data.labels), os.path.expanduser(cfg.paths.data)
+    none = none_index(cfg)
     sources = build_sources(cfg)
     pool = collect(cfg, sources, "pool", load_pool(cfg.data, data_dir))
     gold_data = has_gold(cfg.data)  # without gold: the combined pool labels, and what the sources say of each other
     heldout = load_heldout(cfg.data, data_dir) if gold_data else None  # gold stays aside until all is fitted
     held = collect(cfg, sources, "heldout", heldout.texts) if gold_data else None
+    if multi_label(cfg):
+        return run_per_label(cfg, sources, pool, held, heldout, none)
 
     known, answers = anchors(cfg, pool.texts)
     combiner = Combiner(weak, sources, labels).fit(pool, known=known)
@@ -96,11 +106,7 @@ def run(cfg: DictConfig) -> dict:
         predictions = combiner.predict(split)
         probs = predictions[weak.label_model]
         flags, suggested, weights = find_noise(weak, split, combiner.votes(split), probs)
-        path = out_dir / f"{name}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table = frame(split, sources, labels, probs, flags, weights, suggested)
-        table.to_parquet(path.with_suffix(".tmp"), index=False)
-        os.replace(path.with_suffix(".tmp"), path)
+        path = write_table(out_dir / f"{name}.parquet", frame(split, sources, labels, probs, flags, weights, suggested))
         results[name] = (predictions, probs, flags, weights, path)
 
     # Scoring only: held-out gold against every source and label model.
@@ -157,3 +163,61 @@ def summarise(cfg, sources, combiner, pool, held, results, gold) -> dict:
             "heldout_unflagged_error": float(wrong[~flags_held].mean()) if flags_held is not None and (~flags_held).any() else None,
         }
     return summary
+
+
+def run_per_label(cfg: DictConfig, sources: list[Source], pool: SplitVotes, held: SplitVotes | None, heldout,
+                  none: int | None) -> dict:
+    """Multi-label: one binary label model a label (weak/perlabel.py), fitted on the pool; the files as for
+    single-label, with each text's label set (column `labels`, at weak.label_sets) and what each source said."""
+    weak, labels, separator = cfg.weak, list(cfg.data.labels), cfg.data.label_separator
+    if len(artifacts.review_answers(cfg)):
+        raise DistillError("review answers give one label a text: they cannot anchor multi-label weak supervision "
+                           "yet (set review.answers=null)")
+    if weak.noise != "off":
+        log.info("weak: the noise filter (weak.noise=%s) flags one label a text; on multi-label data every combined "
+                 "label weighs 1", weak.noise)
+    combiner = perlabel.PerLabel(weak, sources, labels, none).fit(pool)
+    out_dir, results = artifacts.weak_dir(cfg), {}
+    for name, split in [("pool", pool)] + ([("heldout", held)] if held is not None else []):
+        predictions = combiner.predict(split)
+        probs, said = predictions[weak.label_model], perlabel.source_sets(combiner.votes(split))
+        votes = {s.name: [names or None for names in join_sets(said[:, i], labels, separator)]
+                 for i, s in enumerate(sources)}
+        path = write_table(out_dir / f"{name}.parquet", frame(
+            split, sources, labels, probs, None, np.ones(len(split.texts)),
+            sets=join_sets(combiner.sets(probs), labels, separator), said=votes))
+        results[name] = (predictions, probs, path)
+
+    # Scoring only: held-out gold sets against every source and label model.
+    gold = ml.gold_sets(heldout.gold, labels, cfg.data.multi_label) if held is not None else None
+    learned = combiner.learned()
+    said = perlabel.source_sets(combiner.votes(pool))
+    summary = {
+        "data": cfg.data.name, "weak": weak.name, "labels": labels, "label_model": str(weak.label_model),
+        "multi_label": True, "label_sets": str(weak.label_sets), "none_label": cfg.data.get("none_label"),
+        "n_pool": len(pool.texts), "n_heldout": len(held.texts) if held is not None else 0, "gold": gold is not None,
+        "label_rates": dict(zip(labels, [float(m.prior_[perlabel.PRESENT]) for m in combiner.models])),
+        "sources": [{"name": s.name, "kind": s.kind, "pool_labels": pool.paths.get(s.name),
+                     "heldout_labels": held.paths.get(s.name) if held is not None else None,
+                     "label_sets": perlabel.teacher_rule(s) if s.is_teacher else None,
+                     "teacher": OmegaConf.to_container(s.cfg.teacher, resolve=True) if s.is_teacher else None}
+                    for s in sources],
+        "pool_sources": [{"source": s.name, "kind": s.kind, "coverage": float((said[:, i].sum(1) > 0).mean()),
+                          "cardinality": ml.cardinality(said[:, i]), **learned[s.name]}
+                         for i, s in enumerate(sources)],
+        "heldout": perlabel.score_rows(held, combiner, results["heldout"][0], gold) if gold is not None else [],
+        "paths": {name: str(r[2]) for name, r in results.items()},
+        "identity": artifacts.weak_identity(cfg),
+        "heldout_identity": artifacts.data_fingerprint(cfg.data, os.path.expanduser(cfg.paths.data))["heldout"]
+        if gold is not None else None,
+    }
+    singles = [r for r in summary["heldout"] if r["kind"] != "label model"]
+    best = max(singles, key=lambda r: r["micro_f1"]) if singles else None
+    summary["best_single_source"] = {"name": best["name"], "micro_f1": best["micro_f1"]} if best else None
+    artifacts.write_json(out_dir / "summary.json", summary)
+    (out_dir / "summary.md").write_text(render_per_label(summary))
+    print("\n" + render_per_label(summary))
+    log.info("weak: %d sources, a %s a label on %d pool texts -> %s", len(sources), weak.label_model,
+             len(pool.texts), results["pool"][2])
+    return {"labels_path": str(results["pool"][2]), "weak_dir": str(out_dir), "n_texts": len(pool.texts),
+            "heldout": summary["heldout"], "best_single_source": summary["best_single_source"]}

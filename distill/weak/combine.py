@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from ..errors import DistillError
 from ..evaluation.metrics import score
-from ..labelstore import prob_columns
+from ..labelstore import SETS_COLUMN, prob_columns
 from . import calibration, labelmodel, noise
 from .sources import ABSTAIN, Source
 from .summary import combine_ids
@@ -144,17 +144,21 @@ def find_noise(weak: DictConfig, split: SplitVotes, votes: np.ndarray, probs: np
 
 
 def frame(split: SplitVotes, sources: list[Source], labels: list[str], probs: np.ndarray,
-          flags, weights: np.ndarray, suggested: np.ndarray | None = None) -> pd.DataFrame:
-    """The labelstore columns (id, text, prob_*, label, confidence), then vote.<source>,
-    <teacher>.prob_<label>, noisy, noise_suggests (the label the noise filter suggests for a flagged text)
-    and weight."""
+          flags, weights: np.ndarray, suggested: np.ndarray | None = None, sets: list[str] | None = None,
+          said: dict[str, list] | None = None) -> pd.DataFrame:
+    """The labelstore columns (id, text, prob_*, label, confidence, and for multi-label `sets`, each text's label
+    set as a string), then vote.<source> (`said`: what each source said, when not one label id), <teacher>.prob_<label>,
+    noisy, noise_suggests (the label the noise filter suggests for a flagged text) and weight."""
     best = probs.argmax(1)
     out = {"id": np.arange(len(split.texts)), "text": split.texts}
     out.update({col: probs[:, k].astype(np.float32) for k, col in enumerate(prob_columns(labels))})
     out["label"] = [labels[i] for i in best]
     out["confidence"] = probs[np.arange(len(best)), best].astype(np.float32)
+    if sets is not None:
+        out[SETS_COLUMN] = sets
     for source in sources:
-        out[f"vote.{source.name}"] = [None if i == ABSTAIN else labels[i] for i in split.ids[source.name]]
+        out[f"vote.{source.name}"] = said[source.name] if said is not None else \
+            [None if i == ABSTAIN else labels[i] for i in split.ids[source.name]]
         if source.is_teacher:
             for k, col in enumerate(prob_columns(labels)):
                 out[f"{source.name}.{col}"] = split.probs[source.name][:, k].astype(np.float32)

@@ -4,7 +4,9 @@ A teacher source is a teacher preset (conf/teacher/<preset>.yaml) with the sourc
 top (templates, descriptions, ...), composed into a full config whose `teacher` is that source, so
 the label stage's cached, resumable labelling serves it unchanged. A labelling function (LF) votes
 one label or abstains: `weak.keywords` and `weak.regex` make one LF per label (`kw_<label>`,
-`re_<label>`; an empty list switches one off); `weak.teachers.<name>=null` switches a teacher off; `weak.hook` names a user's function `module:function` (texts -> label name or None).
+`re_<label>`; an empty list switches one off); `weak.teachers.<name>=null` switches a teacher off, and a
+source named `teacher` is the run's own teacher (`teacher=<preset>` with its overrides, e.g. an experiment's);
+`weak.hook` names a user's function `module:function` (texts -> label name or None).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from ..config import CONF_DIR, TeacherConfig
 from ..errors import DistillError
 
 ABSTAIN = -1
+RUN_TEACHER = "teacher"  # a source of this name (or preset) is the run's own teacher, cfg.teacher
 
 
 @dataclass
@@ -45,16 +48,23 @@ def teacher_config(cfg: DictConfig, name: str, spec, where: str | None = None) -
     spec = dict(OmegaConf.to_container(spec, resolve=False) if isinstance(spec, DictConfig) else spec or {})
     preset = spec.pop("preset", name)
     path = CONF_DIR / "teacher" / f"{preset}.yaml"
-    if not path.exists():
+    if preset == RUN_TEACHER and cfg.teacher is not None:
+        base = cfg.teacher  # the run's own teacher, as configured (e.g. an experiment's descriptions)
+    elif not path.exists():
         have = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        hint = "; name a preset as the source or set its `preset`" if where.startswith("weak.") else ""
+        hint = (f"; name a preset as the source, set its `preset`, or name it `{RUN_TEACHER}` for the run's "
+                f"teacher") if where.startswith("weak.") else ""
         raise DistillError(f"{where}: no teacher preset '{preset}' (available: {', '.join(have)}){hint}")
+    else:
+        base = OmegaConf.load(path)
     try:
-        teacher = OmegaConf.merge(OmegaConf.structured(TeacherConfig), OmegaConf.load(path), spec)
+        teacher = OmegaConf.merge(OmegaConf.structured(TeacherConfig), base, spec)
     except OmegaConfBaseException as e:
         raise DistillError(f"{where}: {e.msg if hasattr(e, 'msg') else e}".splitlines()[0]) from e
     if cfg.teacher is not None and cfg.teacher.get("device") is not None and "device" not in spec:
         teacher.device = cfg.teacher.device  # the run's device choice holds for every teacher
+    if cfg.teacher is not None and "label_sets" not in spec:
+        teacher.label_sets = cfg.teacher.label_sets  # multi-label: every teacher's sets by the run's rule
     out = copy.deepcopy(cfg)
     out.teacher = teacher  # interpolations such as ${paths.models} now resolve against the run's config
     return out

@@ -71,3 +71,34 @@ def render(summary: dict) -> str:
                      f"the time vs {noise['heldout_unflagged_error']:.1%} for unflagged ones")
         out.append(line + ".")
     return "\n".join(out) + "\n"
+
+
+def render_per_label(summary: dict) -> str:
+    """summary.md of multi-label weak supervision: held-out scores of every source's and label model's sets, then
+    what the label models learned of each source on the pool."""
+    data, n_pool, n_held = summary["data"], summary["n_pool"], summary["n_heldout"]
+    scored = f"scored on {n_held} held-out texts" if summary.get("gold", True) else "no gold labels to score it"
+    out = [f"### Weak supervision on {data} (multi-label): a binary label model a label, fitted on {n_pool} pool "
+           f"texts (no gold), {scored}\n"]
+    if summary["heldout"]:
+        rows = [[r["name"], r["kind"], r["coverage"], r["precision"], r["micro_f1"], r["macro_f1"], r["map"],
+                 r["cardinality"]] for r in summary["heldout"]]
+        out.append(markdown_table(["source / label model", "kind", "coverage", "precision of its labels",
+                                   "micro-F1", "macro-F1", "mAP", "labels a text"], rows))
+        out.append(f"\nA source's sets: the labels it says are there (a teacher by its label_sets, a keyword list its "
+                   f"own label where it fires). Label models' sets: weak.label_sets={summary['label_sets']}"
+                   + (f", {summary['none_label']} when no other label is" if summary.get("none_label") else "") + ".")
+    best = summary.get("best_single_source")
+    if best:
+        out.append(f"\nBest single source: {best['name']} (micro-F1 {best['micro_f1']:.4f}); "
+                   f"the student learns from `{summary['label_model']}`.")
+    out.append(f"\n#### Sources on the pool ({n_pool} texts, no gold)\n")
+    rows = [[r["source"], r["kind"], r["coverage"], r["cardinality"], r["precision"], r["recall"],
+             ", ".join(r["labels"]) if len(r["labels"]) <= 3 else f"{len(r['labels'])} labels"]
+            for r in summary["pool_sources"]]
+    out.append(markdown_table(["source", "kind", "coverage", "labels a text", "learned precision", "learned recall",
+                               "votes on"], rows))
+    out.append("\nLearned precision and recall: each label's Dawid-Skene estimate, without gold, of how often the "
+               "source is right when it says a label is there, and how many of the label's texts it finds (the mean "
+               "over the labels it votes on).")
+    return "\n".join(out) + "\n"
