@@ -169,9 +169,12 @@ def student_identity(cfg: DictConfig) -> dict:
     answers = answers_identity(cfg)
     # multi-label: the rule that makes the label sets (and the none label) sets the student's targets;
     # train.thresholds and train.label_balance are multi-label only (single-label names stay as they were)
+    # with texts held out (no gold) the sets are made over the whole file, before those are taken out (a rate: rule
+    # ranks every text): `sets_over` keeps students whose sets were made after from being reused
     multi = {"multi_label": {"label_sets": sets_rule(cfg), "none_label": cfg.data.get("none_label"),
                              "thresholds": str(cfg.train.thresholds), "label_balance": bool(cfg.train.label_balance),
-                             "selection": "map"}} if multi_label(cfg) else {}
+                             "selection": "map", **({"sets_over": "the whole file"} if share else {})}} \
+        if multi_label(cfg) else {}
     return ({"answers": answers} if answers else {}) | multi | {
         "labels": str(cfg.train.labels_path) if cfg.train.labels_path else labels,
         # options left at None (e.g. student.layers) stay out, so adding one keeps earlier students' names

@@ -116,23 +116,29 @@ def keep_sets(labelled: Labelled, labels: Sequence[str], rule: str, none: int | 
     want = {"rule": rule, "none_label": labels[none] if none is not None else None, "separator": separator}
     if labelled.meta.get("label_sets") == want:
         return
-    path = labelled.path
-    frame = pd.read_parquet(path)
-    sets = rule_sets(frame[prob_columns(labels)].to_numpy(np.float64), rule, none=none)
-    frame[SETS_COLUMN] = pd.array(join_sets(sets, labels, separator), dtype="string")
-    _write_parquet(frame, path)
-    labelled.meta.update(label_sets=want, labels_a_text=float(sets.sum(1).mean()) if len(sets) else None)
-    write_json(path.parent / "meta.json", labelled.meta)
+    path, meta_path = labelled.path, labelled.path.parent / "meta.json"
+    # under the labelling's lock, from the meta on disk: parallel jobs (a sweep) take turns, and none reads a file
+    # another is rewriting or trusts a meta written for another rule
+    with exclusive(path.parent, "making the label sets"):
+        meta = json.loads(meta_path.read_text())
+        if meta.get("label_sets") != want:
+            frame = pd.read_parquet(path)
+            sets = rule_sets(frame[prob_columns(labels)].to_numpy(np.float64), rule, none=none)
+            frame[SETS_COLUMN] = pd.array(join_sets(sets, labels, separator), dtype="string")
+            _write_parquet(frame, path, row_group_size=ROW_GROUP_ROWS)
+            meta.update(label_sets=want, labels_a_text=float(sets.sum(1).mean()) if len(sets) else None)
+            write_json(meta_path, meta)
+    labelled.meta.update(meta)
 
 
 def _shard_path(folder: Path, index: int) -> Path:
     return folder / "shards" / f"part-{index:06d}.parquet"
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def _write_parquet(frame: pd.DataFrame, path: Path, **options) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one of its own for each process writing at once
+    frame.to_parquet(tmp, index=False, **options)
     os.replace(tmp, path)
 
 

@@ -254,6 +254,11 @@ def test_card_of_a_weakly_supervised_student_names_its_sources():
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.eval_results is None
     assert "`deberta-v3-nli`, `mpnet`" in card.text and "dawid_skene" in card.text
     assert "stage=all data=sst2 weak=sst2 student=minilm train.targets=hard train.lr=3e-05" in card.text
+    multi = build_card(CardInputs(
+        repo_id=REPO, labels=["anger", "joy"], teacher={"name": "mpnet", "label_sets": "rate:auto"},
+        data={"name": "goemotions", "multi_label": True}, student={"name": "minilm", "max_length": 64},
+        train={"targets": "hard"}, summary={"n_texts": 100}, weak={**weak, "label_sets": "threshold:0.5"}))
+    assert "the label model's label sets (hard targets; `weak.label_sets=threshold:0.5`)" in multi.text
 
 
 def test_card_of_a_student_cut_to_fewer_layers_says_so_and_reproduces_it():

@@ -467,6 +467,7 @@ def test_a_binary_label_model_a_label_lets_a_keyword_add_what_the_teachers_misse
     learned = combiner.learned()
     # the keyword's precision, estimated without gold: truly 0.1 / (0.1 + 0.016) = 0.86
     assert learned["kw_a"]["labels"] == ["a"] and learned["kw_a"]["precision"] == pytest.approx(0.86, abs=0.08)
+    assert learned["kw_a"]["recall"] == pytest.approx(0.5, abs=0.1)  # it fires on half of a's texts
     assert learned["t0"]["labels"] == ["a", "b", "none"]
 
 
@@ -479,10 +480,12 @@ def test_multi_label_weak_settings_that_ask_for_one_label_a_text_say_so():
     _, _, _, sources = per_label_votes(n=10)
     for setting, message in ((dict(teacher_votes="soft"), "weak.teacher_votes=soft: on multi-label data"),
                              (dict(class_prior={"a": 0.5, "b": 0.5}), "weak.class_prior gives one label a text"),
-                             (dict(label_sets="most"), "teacher.label_sets='most'")):
+                             (dict(label_sets="most"), "weak.label_sets='most'")):
         weak_settings = OmegaConf.merge(OmegaConf.structured(WeakConfig(name="t")), setting)
         with pytest.raises(DistillError, match=message):
             PerLabel(weak_settings, sources, ["a", "b"], none=None)
+    with pytest.raises(DistillError, match="needs at least one teacher"):  # LFs say only where a label is
+        PerLabel(OmegaConf.structured(WeakConfig(name="t")), sources[2:], ["a", "b"], none=None)
 
 
 def test_weak_stage_on_multi_label_data_then_train_and_eval(weak_cfg):

@@ -322,9 +322,10 @@ def how_made(inputs: CardInputs) -> str:
     learn = (f"the teacher's full probability distributions (soft targets, temperature {t.get('temperature')})"
              if targets == "soft" else "the teacher's top label for each text (hard targets)")
     if is_multi_label(inputs):
-        rule = inputs.teacher.get("label_sets")
-        learn = ("each label's own probability from the teacher (soft targets)" if targets == "soft" else
-                 f"the teacher's label sets (hard targets; `teacher.label_sets={rule}`)") + \
+        who, key = ("the label model", "weak") if inputs.weak else ("the teacher", "teacher")
+        rule = (inputs.weak or inputs.teacher).get("label_sets")
+        learn = (f"each label's own probability from {who} (soft targets)" if targets == "soft" else
+                 f"{who}'s label sets (hard targets; `{key}.label_sets={rule}`)") + \
             ", a sigmoid and a binary cross-entropy a label"
     kept = inputs.student.get("layers")
     cut = f", cut to its first {kept} layers," if kept else ""

@@ -226,18 +226,19 @@ def run_multi_label(cfg: DictConfig) -> dict:
     folders = artifacts.find_students(cfg)
     gold_known = has_gold(cfg.data)
     teacher = build_teacher(cfg.teacher, labels) if not weak and (gold_known or cfg.eval.teacher) else None
+    none = none_index(cfg)
     if gold_known:
         held = load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
         texts = held.texts
         gold = ml.gold_sets(held.gold, labels, cfg.data.multi_label)
         teacher_probs = weak_heldout(cfg)[0] if weak else \
             read_labels(label_split(cfg, "heldout", teacher=teacher).path, labels)[1]
+        teacher_sets = ml.rule_sets(teacher_probs, rule, none=none)
     else:
         path, rows = artifacts.unseen_rows(folders[0])
         all_texts, all_probs = read_labels(path, labels)
         texts, teacher_probs, gold = [all_texts[i] for i in rows], all_probs[rows], None
-    none = none_index(cfg)
-    teacher_sets = ml.rule_sets(teacher_probs, rule, none=none)
+        teacher_sets = ml.rule_sets(all_probs, rule, none=none)[rows]  # as the student's were made: over the file
     entries = []
     if cfg.eval.teacher:
         if weak:  # several models: not timed

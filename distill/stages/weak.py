@@ -1,4 +1,5 @@
-"""Stage `weak`: every source labels pool and held-out texts, one label model combines them.
+"""Stage `weak`: every source labels pool and held-out texts, one label model combines them (on multi-label data,
+one binary label model a label: `run_per_label`, distill/weak/perlabel.py; no calibration or noise filter there).
 
 1. Each teacher source labels both splits through the label stage (cached at its usual content-keyed
    path, so a rerun relabels nothing); the labelling functions run on the texts (cheap).
@@ -89,6 +90,11 @@ def run(cfg: DictConfig) -> dict:
     labels, data_dir = list(cfg.data.labels), os.path.expanduser(cfg.paths.data)
     none = none_index(cfg)
     sources = build_sources(cfg)
+    if multi_label(cfg):  # what multi-label cannot follow fails before anything is labelled
+        perlabel.check(weak, sources, len(labels))
+        if len(artifacts.review_answers(cfg)):
+            raise DistillError("review answers give one label a text: they cannot anchor multi-label weak "
+                               "supervision yet (set review.answers=null)")
     pool = collect(cfg, sources, "pool", load_pool(cfg.data, data_dir))
     gold_data = has_gold(cfg.data)  # without gold: the combined pool labels, and what the sources say of each other
     heldout = load_heldout(cfg.data, data_dir) if gold_data else None  # gold stays aside until all is fitted
@@ -170,12 +176,9 @@ def run_per_label(cfg: DictConfig, sources: list[Source], pool: SplitVotes, held
     """Multi-label: one binary label model a label (weak/perlabel.py), fitted on the pool; the files as for
     single-label, with each text's label set (column `labels`, at weak.label_sets) and what each source said."""
     weak, labels, separator = cfg.weak, list(cfg.data.labels), cfg.data.label_separator
-    if len(artifacts.review_answers(cfg)):
-        raise DistillError("review answers give one label a text: they cannot anchor multi-label weak supervision "
-                           "yet (set review.answers=null)")
     if weak.noise != "off":
-        log.info("weak: the noise filter (weak.noise=%s) flags one label a text; on multi-label data every combined "
-                 "label weighs 1", weak.noise)
+        log.info("weak: the noise filter (weak.noise=%s) and teacher calibration are single-label; on multi-label "
+                 "data the teachers vote their sets and every combined label weighs 1", weak.noise)
     combiner = perlabel.PerLabel(weak, sources, labels, none).fit(pool)
     out_dir, results = artifacts.weak_dir(cfg), {}
     for name, split in [("pool", pool)] + ([("heldout", held)] if held is not None else []):

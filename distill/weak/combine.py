@@ -146,8 +146,8 @@ def find_noise(weak: DictConfig, split: SplitVotes, votes: np.ndarray, probs: np
 def frame(split: SplitVotes, sources: list[Source], labels: list[str], probs: np.ndarray,
           flags, weights: np.ndarray, suggested: np.ndarray | None = None, sets: list[str] | None = None,
           said: dict[str, list] | None = None) -> pd.DataFrame:
-    """The labelstore columns (id, text, prob_*, label, confidence, and for multi-label `sets`, each text's label
-    set as a string), then vote.<source> (`said`: what each source said, when not one label id), <teacher>.prob_<label>,
+    """The labelstore columns (id, text, prob_*, label, confidence; multi-label: `labels`, each text's set from
+    `sets`), then vote.<source> (`said`: what each source said, when not one label id), <teacher>.prob_<label>,
     noisy, noise_suggests (the label the noise filter suggests for a flagged text) and weight."""
     best = probs.argmax(1)
     out = {"id": np.arange(len(split.texts)), "text": split.texts}

@@ -44,20 +44,32 @@ def binary_votes(split: SplitVotes, sources: list[Source], n_labels: int, none: 
     return out
 
 
+def check(weak: DictConfig, sources: list[Source], n_labels: int) -> None:
+    """The settings multi-label weak supervision cannot follow, as one-line errors (before any labelling)."""
+    if not any(s.is_teacher for s in sources):
+        raise DistillError("multi-label weak supervision needs at least one teacher in weak.teachers: a labelling "
+                           "function only says where its label is, and a label model needs a source that says where "
+                           "each label is not")
+    if weak.teacher_votes != "hard":
+        raise DistillError(f"weak.teacher_votes={weak.teacher_votes}: on multi-label data each teacher votes its "
+                           f"label sets (teacher.label_sets); set weak.teacher_votes=hard")
+    if weak.class_prior:
+        raise DistillError("weak.class_prior gives one label a text its share: on multi-label data each label's "
+                           "rate is estimated from the votes (prior_from); leave weak.class_prior unset")
+    unknown = sorted(set(weak.weights) - {s.name for s in sources})
+    if unknown:
+        raise DistillError(f"weak.weights names unknown source(s) {unknown}; sources: {[s.name for s in sources]}")
+    try:
+        ml.rule_sets(np.full((1, n_labels), 1.0 / n_labels), str(weak.label_sets))
+    except DistillError as e:
+        raise DistillError(str(e).replace("teacher.label_sets", "weak.label_sets")) from e
+
+
 class PerLabel:
     """One binary label model a label, fitted on the pool's votes and applied to any split."""
 
     def __init__(self, weak: DictConfig, sources: list[Source], labels: list[str], none: int | None):
-        if weak.teacher_votes != "hard":
-            raise DistillError(f"weak.teacher_votes={weak.teacher_votes}: on multi-label data each teacher votes its "
-                               f"label sets (teacher.label_sets); set weak.teacher_votes=hard")
-        if weak.class_prior:
-            raise DistillError("weak.class_prior gives one label a text its share: on multi-label data each label's "
-                               "rate is estimated from the votes (prior_from); leave weak.class_prior unset")
-        unknown = sorted(set(weak.weights) - {s.name for s in sources})
-        if unknown:
-            raise DistillError(f"weak.weights names unknown source(s) {unknown}; sources: {[s.name for s in sources]}")
-        ml.rule_sets(np.full((1, len(labels)), 1.0 / len(labels)), str(weak.label_sets))  # a bad rule fails first
+        check(weak, sources, len(labels))
         self.weak, self.sources, self.labels, self.none = weak, sources, labels, none
         self.weights = np.array([float(weak.weights.get(s.name, 1.0)) for s in sources])
 
@@ -100,7 +112,7 @@ class PerLabel:
                 says = prior * confusion[j, :, PRESENT]
                 row = out[self.sources[s].name]
                 row["precision"].append(says[PRESENT] / max(says.sum(), labelmodel.EPS))
-                row["recall"].append(confusion[j, PRESENT, PRESENT] / max(confusion[j, PRESENT, :2].sum(), labelmodel.EPS))
+                row["recall"].append(confusion[j, PRESENT, PRESENT])  # P(says present | present), abstains too
                 row["labels"].append(self.labels[k])
         return {name: {"precision": float(np.mean(r["precision"])) if r["precision"] else None,
                        "recall": float(np.mean(r["recall"])) if r["recall"] else None, "labels": r["labels"]}
