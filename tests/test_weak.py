@@ -519,3 +519,33 @@ def test_weak_stage_on_multi_label_data_then_train_and_eval(weak_cfg):
     assert teacher_entry["micro_f1"] == pytest.approx(next(r["micro_f1"] for r in summary["heldout"]
                                                            if r["name"] == "dawid_skene"))
     assert 0 <= metrics["models"][1]["agreement_with_teacher"] <= 1
+
+
+def test_the_docs_project_file_weak_block_runs_on_an_own_multi_label_file(tmp_path, monkeypatch, tiny_nli_2way,
+                                                                           tiny_encoder):
+    """docs/weak-supervision.md's `weak:` block, pasted into a project file beside an own file's `data:`."""
+    import re
+
+    import yaml
+
+    from distill.config import PROJECT_FILE
+
+    doc = (Path(__file__).parents[1] / "docs" / "weak-supervision.md").read_text()
+    block = re.search(r"On your own file.*?```yaml\n(.*?)```", doc, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    texts = ["I was charged twice", "the app crashes on login", "reset my password please", "refund my payment",
+             "error on the invoice page", "change my username"] * 5
+    pd.DataFrame({"body": texts}).to_csv("tickets.csv", index=False)
+    project = {"defaults": [{"override /data": "file"}],
+               "data": {"pool": {"path": "tickets.csv"}, "text_columns": ["body"],
+                        "labels": ["billing", "bug", "account"], "multi_label": True}, **yaml.safe_load(block)}
+    Path(PROJECT_FILE).write_text(yaml.safe_dump(project))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "all-mpnet-base-v2").symlink_to(tiny_encoder, target_is_directory=True)
+    cfg = load_config([f"teacher.model={tiny_nli_2way}", f"paths.models={models}", "label.shard_size=16"])
+    assert cfg.weak.name == "tickets" and cfg.data.multi_label
+    result = weak.run(cfg)
+    pool = pd.read_parquet(result["labels_path"])
+    assert len(pool) == 30 and {"vote.teacher", "vote.mpnet", "vote.kw_billing", "labels"} <= set(pool.columns)
+    assert set(pool.loc[pool.text.str.contains("password"), "vote.kw_account"]) == {"account"}
