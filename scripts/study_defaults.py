@@ -30,7 +30,7 @@ from distill.evaluation.metrics import markdown_table
 from distill.evaluation.timing import machine, write_bench
 from distill.stages import run_stage
 
-DATASETS = "sst2,ag_news,sms_spam,tweeteval_emotion"
+DATASETS = "sst2,ag_news,sms_spam,tweeteval_emotion,goemotions"  # GoEmotions scores micro-F1
 CANDIDATES = "default,fast,balanced"
 
 
