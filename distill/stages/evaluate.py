@@ -54,13 +54,17 @@ def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tup
 def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
     """stage=weak's held-out labels, scored in the teacher's place (several models: not timed)."""
     probs, path = weak_heldout(cfg)
-    entry = measure(weak_name(cfg), "teacher", probs, gold, {bs: None for bs in cfg.eval.batch_sizes}, cfg,
-                    {"kind": "weak", "model": str(path)})
+    entry = measure(weak_name(cfg), "teacher", probs, gold, untimed(cfg), cfg, {"kind": "weak", "model": str(path)})
     return entry, probs
 
 
 def weak_name(cfg: DictConfig) -> str:
     return f"weak-{cfg.weak.name} ({cfg.weak.label_model})"
+
+
+def untimed(cfg: DictConfig) -> dict:
+    """The speed of a weak-supervision label model: none at any batch size (it is several models)."""
+    return {bs: None for bs in cfg.eval.batch_sizes}
 
 
 def weak_heldout(cfg: DictConfig) -> tuple[np.ndarray, "os.PathLike"]:
@@ -141,8 +145,7 @@ def teacher_without_gold(cfg: DictConfig, pool_probs: np.ndarray, bench: list[st
     """The teacher's row: its confidence and label shares over the labelled pool, its speed (not for a
     weak-supervision label model, which is several models)."""
     if artifacts.uses_weak(cfg):
-        return measure(weak_name(cfg), "teacher", pool_probs, None,
-                       {bs: None for bs in cfg.eval.batch_sizes}, cfg, {"kind": "weak"})
+        return measure(weak_name(cfg), "teacher", pool_probs, None, untimed(cfg), cfg, {"kind": "weak"})
     teacher = build_teacher(cfg.teacher, list(cfg.data.labels))
     speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), bench,
                        "teacher")
@@ -242,7 +245,7 @@ def run_multi_label(cfg: DictConfig) -> dict:
     entries = []
     if cfg.eval.teacher:
         if weak:  # several models: not timed
-            name, speed, info = weak_name(cfg), {bs: None for bs in batch_sizes}, {"kind": "weak"}
+            name, speed, info = weak_name(cfg), untimed(cfg), {"kind": "weak"}
         else:
             name, info = cfg.teacher.name, teacher_info(cfg, teacher)
             speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)),
