@@ -109,9 +109,6 @@ def test_the_defaults_study_chooses_by_leaving_each_data_set_out():
     assert not study.meets_target({"teacher": 0.80, "int8_accuracy": 0.789, "int8_speedup_32": 9.0})
     assert not study.meets_target({"teacher": 0.80, "int8_accuracy": 0.85, "int8_speedup_32": 4.9})
     assert not study.meets_target({"teacher": 0.80, "int8_accuracy": 0.85, "int8_speedup_32": None})
-    # the earlier default, kept as a candidate so the study that replaced it can be rerun
-    earlier = load_config(study.OVERRIDES["epochs3-stop"]).train
-    assert (earlier.epochs, earlier.early_stopping_patience) == (3, 3)
     # several training seeds: a data set and candidate is scored by the mean, its spread kept
     seeded = [{"data": "a", "candidate": "x", "seed": s, "gain": g, "teacher": 0.8, "accuracy": 0.8 + g,
                "int8_accuracy": 0.8 + g, "int8_speedup_32": v, "seconds": 10.0}

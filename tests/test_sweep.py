@@ -121,14 +121,15 @@ def test_optuna_without_the_plugin_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
-def test_experiment_presets_compose_and_pin_the_recipe(name):
+def test_experiment_presets_compose_and_leave_training_to_the_defaults(name):
     cfg = load_config([f"experiment={name}"])
     # AG News: the mpnet embedding teacher with topic descriptions (the xsmall NLI model is poor at topics)
     # GoEmotions: mpnet with one sentence a label, trained on its label sets (the NLI model is near random there)
     teacher = "mpnet" if name in ("ag_news", "goemotions") else "deberta-v3-nli"
     assert cfg.data.name == name and cfg.teacher.name == teacher and cfg.student.name == "minilm"
-    targets = "hard" if name == "goemotions" else "soft"
-    assert cfg.train.lr == 1e-4 and cfg.train.targets == targets and cfg.train.seed == 42
+    # the defaults study judges the defaults through these presets, so they train as the defaults do
+    # (GoEmotions learns its label sets: hard targets)
+    assert cfg.train == load_config(["train.targets=hard"] if name == "goemotions" else []).train
     assert list(cfg.logger.tags) == [name]
     assert (cfg.weak.name if cfg.weak else None) == ("goemotions" if name == "goemotions" else None)
     assert load_config([f"experiment={name}", "train.lr=3e-5"]).train.lr == 3e-5  # the command line still wins
