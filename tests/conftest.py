@@ -5,7 +5,9 @@ keeps only the special tokens), and a fixture asserts ordinary words are not [UN
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,17 @@ def default_models(tmp_path, tiny_nli_2way, tiny_encoder) -> Path:
     (models / "deberta-v3-nli").symlink_to(tiny_nli_2way, target_is_directory=True)
     (models / "all-MiniLM-L6-v2").symlink_to(tiny_encoder, target_is_directory=True)
     return models
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts are not a package), registered in sys.modules (a dataclass
+    in it looks its module up there)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def require_shared(*parts: str) -> Path:

@@ -1,31 +1,26 @@
 """scripts/bench_label.py in-process on a tiny NLI model and 8 SST-2-shaped texts: the JSON and table it writes."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import load_script
 from test_stages import write_sst2_like
 
 pytest.importorskip("txtai", reason="bench_label's txtai baseline needs txtai: pip install 'distill[txtai]'")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_label.py"
 METRICS = {"texts_per_s", "seconds", "setup_s", "padding_efficiency", "peak_rss_mb", "accuracy", "agreement_with_pipeline",
            "max_abs_diff_vs_pipeline", "agreement_with_fp32_pipeline", "max_abs_diff_vs_fp32_pipeline"}
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_label", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_label():
+    return load_script("bench_label")
 
 
 def test_bench_label_writes_json_and_table(tmp_path, tiny_nli_2way, capsys):
     write_sst2_like(tmp_path / "data", n_dev=8)
     out = tmp_path / "bench" / "label.json"
-    results = load_script().main(["--datasets", "sst2", "--out", str(out), f"paths.data={tmp_path / 'data'}",
+    results = bench_label().main(["--datasets", "sst2", "--out", str(out), f"paths.data={tmp_path / 'data'}",
                                   f"teacher.model={tiny_nli_2way}", "teacher.device=cpu", "teacher.dtype=float32",
                                   "teacher.batch_size=5"])
 
@@ -61,14 +56,14 @@ def test_bench_label_writes_json_and_table(tmp_path, tiny_nli_2way, capsys):
 
 
 def test_padding_efficiency_counts_pad_tokens_per_batch():
-    efficiency = load_script().padding_efficiency
+    efficiency = bench_label().padding_efficiency
     assert efficiency([1, 4, 1, 4], 2) == 10 / 16  # each batch padded to 4
     assert efficiency([1, 4, 1, 4], 2, order=[1, 3, 0, 2]) == 1.0  # sorted: no padding
     assert efficiency([3, 2, 1], 2) == 6 / 7  # a short last batch pads only to its own longest
 
 
 def test_n_texts_caps_every_set_or_each():
-    caps = load_script().caps
+    caps = bench_label().caps
     assert caps("100") == 100
     assert caps("ag_news=300,sst2=50") == {"ag_news": 300, "sst2": 50}
 
@@ -76,7 +71,7 @@ def test_n_texts_caps_every_set_or_each():
 def distill_and_pipeline(tmp_path, model, *overrides, contenders="distill,pipeline") -> dict:
     """bench_label on 8 SST-2-shaped dev texts, distill against the pipeline on the CPU."""
     write_sst2_like(tmp_path / "data", n_dev=8)
-    return load_script().main(["--datasets", "sst2", "--contenders", contenders, "--out",
+    return bench_label().main(["--datasets", "sst2", "--contenders", contenders, "--out",
                                str(tmp_path / "label.json"), f"paths.data={tmp_path / 'data'}",
                                f"teacher.model={model}", "teacher.device=cpu", *overrides])
 

@@ -6,9 +6,7 @@ is in the integration tier; its quick subset on stage=label, and the pieces it r
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,13 @@ from distill.data import data_fingerprint
 from distill.errors import DistillError
 from distill.students.load import load_classifier
 
-from conftest import build_tiny_bert
+from conftest import build_tiny_bert, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def fault_matrix():
-    spec = importlib.util.spec_from_file_location("fault_matrix", ROOT / "scripts" / "fault_matrix.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_matrix"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fault_matrix")
 
 
 def test_error_messages_are_one_line():

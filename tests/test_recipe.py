@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 from test_stages import write_sst2_like
 
 from distill import artifacts
@@ -89,12 +90,7 @@ def test_the_quality_presets_compose_step_by_step(preset, steps, tmp_path):
 
 
 def test_the_defaults_study_chooses_by_leaving_each_data_set_out():
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "study_defaults.py"
-    spec = importlib.util.spec_from_file_location("study_defaults", script)
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script("study_defaults")
     rows = [{"data": d, "candidate": c, "gain": g, "teacher": 0.8, "accuracy": 0.8 + g, "int8_speedup_32": 9.0}
             for d, c, g in [("a", "x", 0.05), ("a", "y", 0.00), ("b", "x", -0.10), ("b", "y", 0.01),
                             ("c", "x", 0.04), ("c", "y", 0.02)]]
