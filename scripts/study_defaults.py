@@ -39,8 +39,9 @@ CANDIDATES = "default,fast,balanced"
 def run(data: str, candidate: str, extra: list[str], seed: int | None = None) -> dict:
     preset = f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
     recipe = [] if candidate == "default" else [f"recipe={candidate}"]
-    # 20 timed passes, the fastest counting: with eval's default 3, the same int8 MiniLM timed at 3.8x and at 7.2x
-    # the teacher on this project's shared 2-core VM (2026-12-05); with 20, at 7.0-7.5x in four runs
+    # 20 timed passes, the fastest counting: they steady the teacher's samples/s (1.02:1 over three evals against
+    # 1.18:1 with eval's 3), not the int8 student's, which moves from one eval to the next (4.5x-7.3x the SST-2
+    # teacher; scripts/bench_timing.py, docs/benchmarks.md "Timing spread"): hence means over the seeds' evals
     overrides = [preset, *recipe, *([] if seed is None else [f"train.seed={seed}"]), "eval.repeats=20", *extra]
     cfg = load_config(overrides)
     cfg.stage = "all"
