@@ -496,6 +496,12 @@ def register_configs() -> None:
     cs.store(group="logger", name="schema", node=LoggerConfig)
 
 
+def data_preset(data: str) -> str:
+    """The override that picks a shared data set by name: its experiment preset (teacher and settings for that
+    set) when there is one, else its data preset."""
+    return f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
+
+
 def load_config(overrides: Optional[List[str]] = None) -> DictConfig:
     """Compose `conf/config.yaml` with Hydra overrides, outside of `@hydra.main`."""
     from hydra import compose, initialize_config_dir

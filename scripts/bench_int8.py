@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from distill import artifacts
-from distill.config import CONF_DIR, load_config
+from distill.config import data_preset, load_config
 from distill.data import load_heldout
 from distill.evaluation.metrics import label_ids, markdown_table, score
 from distill.evaluation.timing import machine, throughput, write_bench
@@ -43,7 +43,7 @@ SCHEMES = {  # name -> quantize_dynamic settings
 
 def student_for(data: str, overrides: list[str]):
     """(config, student folder): the data set's preset labelled and trained through the stages."""
-    preset = f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
+    preset = data_preset(data)
     cfg = load_config([preset, "train.device=cpu", *overrides])
     for stage in ("label", "train"):
         cfg.stage = stage

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from distill import artifacts
-from distill.config import CONF_DIR, load_config
+from distill.config import data_preset, load_config
 from distill.data import load_heldout, pool_gold
 from distill.evaluation.intervals import wilson
 from distill.evaluation.metrics import label_ids, markdown_table
@@ -47,7 +47,7 @@ ARMS = ("without", "chosen", "random", "random_half")
 
 
 def config(data: str, extra: list[str], answers: str = "null"):
-    preset = f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
+    preset = data_preset(data)
     return load_config([preset, f"review.answers={answers}", *extra])
 
 

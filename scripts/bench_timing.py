@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from distill.config import CONF_DIR, load_config
+from distill.config import data_preset, load_config
 from distill.evaluation.metrics import markdown_table
 from distill.evaluation.timing import machine, write_bench
 from distill.stages import run_stage
@@ -29,7 +29,7 @@ SETTINGS = "eval.repeats=3,eval.bench_seconds=30;eval.repeats=20,eval.bench_seco
 
 
 def config(data: str, extra: list[str], stage: str):
-    preset = f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
+    preset = data_preset(data)
     cfg = load_config([preset, *extra])
     cfg.stage = stage
     return cfg
@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="outputs/bench/timing.json")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1 (evals a setting), got {args.runs}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     run_stage(config(args.data, args.overrides, "all"))  # labels and student, cached by later runs
     meta = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

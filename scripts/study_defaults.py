@@ -27,7 +27,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from distill.config import CONF_DIR, load_config
+from distill.config import data_preset, load_config
 from distill.evaluation.metrics import markdown_table
 from distill.evaluation.timing import machine, write_bench
 from distill.stages import run_stage
@@ -37,7 +37,7 @@ CANDIDATES = "default,fast,balanced"
 
 
 def run(data: str, candidate: str, extra: list[str], seed: int | None = None) -> dict:
-    preset = f"experiment={data}" if (CONF_DIR / "experiment" / f"{data}.yaml").is_file() else f"data={data}"
+    preset = data_preset(data)
     recipe = [] if candidate == "default" else [f"recipe={candidate}"]
     # 20 timed passes, the fastest counting: they steady the teacher's samples/s (1.02:1 over three evals against
     # 1.18:1 with eval's 3), not the int8 student's, which moves from one eval to the next (4.5x-7.3x the SST-2
