@@ -52,11 +52,15 @@ def test_keeps_the_first_layers_with_their_weights_and_saves_a_smaller_model(mak
         assert torch.allclose(model(input_ids=ids).logits, reloaded(input_ids=ids).logits, atol=1e-6)
 
 
-def test_none_keeps_every_layer_and_out_of_range_is_a_config_error():
+def test_none_or_more_than_there_are_keeps_every_layer_and_under_one_is_a_config_error(caplog):
     model = tiny_deberta(3)
     assert len(layer_stack(keep_first_layers(model, None))) == 3
-    for bad in (0, 4, -1):
-        with pytest.raises(DistillError, match=f"student.layers={bad}: the student has 3 layers"):
+    assert len(layer_stack(keep_first_layers(model, 3))) == 3 and not caplog.records
+    # the default student asks for 6 layers; a smaller `student.model=` keeps what it has, with a warning
+    assert len(layer_stack(keep_first_layers(model, 6))) == 3
+    assert "student.layers=6: the student has only 3 layers" in caplog.text
+    for bad in (0, -1):
+        with pytest.raises(DistillError, match=f"student.layers={bad}: keep at least 1 of the student's 3 layers"):
             keep_first_layers(model, bad)
     assert len(layer_stack(model)) == 3  # a refused request leaves the model whole
 

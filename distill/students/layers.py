@@ -8,9 +8,13 @@ as an ordinary N-layer model of the same architecture.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..errors import DistillError
+
+log = logging.getLogger(__name__)
 
 
 def layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -25,14 +29,20 @@ def layer_stack(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def keep_first_layers(model: torch.nn.Module, layers: int | None) -> torch.nn.Module:
-    """`model` with only its first `layers` transformer layers (in place); None keeps them all."""
+    """`model` with only its first `layers` transformer layers (in place); None, or as many as it has or more, keeps
+    them all."""
     if layers is None:
         return model
     stack = layer_stack(model)
     total = len(stack)
-    if not 1 <= layers <= total:
-        raise DistillError(f"student.layers={layers}: the student has {total} layers, so keep between 1 "
-                           f"and {total} (or leave it unset for all)")
+    if layers < 1:
+        raise DistillError(f"student.layers={layers}: keep at least 1 of the student's {total} layers "
+                           f"(or leave it unset for all)")
+    if layers >= total:
+        # "at most N": the default student cuts its encoder to 6 layers, and `student.model=` may name a smaller one
+        if layers > total:
+            log.warning("student.layers=%d: the student has only %d layers; keeping them all", layers, total)
+        return model
     del stack[layers:]
     for key in ("num_hidden_layers", "n_layers"):  # DistilBERT calls it n_layers
         if hasattr(model.config, key):
