@@ -6,8 +6,9 @@ For each data set, candidate (a recipe preset, or `default`: plain stage=all) an
 stage=all (labels, students and evals are cached, so a rerun or a new candidate only computes what is missing)
 and records the teacher's and the student's accuracy on the held-out gold, the student's int8 ONNX accuracy and
 speed-up over the teacher at batch 32, and the training time. Gold is used only to score, never in a run.
-Then, for each data set, the candidate with the best mean (student - teacher) on the OTHER data sets is
-"chosen", and its result on the left-out set is what a user of that choice would have got.
+Then, for each data set, the candidate with the best worst-case (student - teacher) on the OTHER data sets is
+"chosen" (the target is a floor on every set), and its result on the left-out set is what a user of that choice
+would have got.
 
 Writes outputs/bench/defaults.json and defaults.md.
 
@@ -33,7 +34,7 @@ from distill.evaluation.timing import machine, write_bench
 from distill.stages import run_stage
 
 DATASETS = "sst2,ag_news,sms_spam,tweeteval_emotion,goemotions"  # GoEmotions scores micro-F1
-CANDIDATES = "default,fast,balanced"
+CANDIDATES = "default,fast"  # the default is what recipe=balanced names (since 2026-12-06)
 
 
 def run(data: str, candidate: str, extra: list[str], seed: int | None = None) -> dict:
@@ -80,8 +81,13 @@ def pooled(rows: list[dict]) -> list[dict]:
 
 
 def leave_one_out(rows: list[dict]) -> list[dict]:
-    """For each data set: the candidate with the best mean gain on the others, and its result on this one.
-    Only candidates measured on every data set take part (one missing a set would be judged on fewer)."""
+    """For each data set: the candidate with the best worst-case gain on the others (ties: the better mean), and its
+    result on this one; and, for comparison, what the best mean gain on the others would have chosen.
+    Only candidates measured on every data set take part (one missing a set would be judged on fewer).
+
+    The worst case, because the target is a floor on every set (within a point of the teacher): until 2026-12-06
+    the rule was the mean, under which one set's +17.6 points (TweetEval, where the student beats a teacher that is
+    right half the time) outweighed another's -5.6 (SST-2) and kept a default that misses the target there."""
     complete = measured_everywhere(rows)
     out = []
     for held in sorted({r["data"] for r in rows}):
@@ -91,11 +97,13 @@ def leave_one_out(rows: list[dict]) -> list[dict]:
                 others.setdefault(r["candidate"], []).append(r["gain"])
         if not others:
             continue
-        chosen = max(others, key=lambda c: sum(others[c]) / len(others[c]))
+        mean = {c: sum(g) / len(g) for c, g in others.items()}
+        chosen = max(others, key=lambda c: (min(others[c]), mean[c]))
         result = next((r for r in rows if r["data"] == held and r["candidate"] == chosen), None)
         if result:
-            out.append({"left_out": held, "chosen": chosen, **{k: result[k] for k in
-                                                               ("teacher", "accuracy", "gain", "int8_speedup_32")}})
+            out.append({"left_out": held, "chosen": chosen, "worst_on_others": min(others[chosen]),
+                        "chosen_by_mean": max(mean, key=mean.get),
+                        **{k: result[k] for k in ("teacher", "accuracy", "gain", "int8_speedup_32")}})
     return out
 
 
@@ -121,13 +129,15 @@ def render(rows: list[dict], chosen: list[dict], meta: dict) -> str:
                            [[r["data"], r["candidate"], len(r["seeds"]), r["teacher"], r["student"], r["accuracy"],
                              r["int8_accuracy"], points(r["gain"], r["gains"]), times(r["int8_speedup_32"]),
                              "yes" if meets_target(r) else "no", f"{r['seconds']:.0f}"] for r in rows])
-    loo = markdown_table(["left out", "chosen on the others", "teacher", "student", "vs teacher", "int8 speed-up @32"],
-                         [[c["left_out"], c["chosen"], c["teacher"], c["accuracy"], f"{100 * c['gain']:+.1f} pt",
-                           times(c["int8_speedup_32"])] for c in chosen])
+    loo = markdown_table(["left out", "chosen on the others", "its worst gain there", "teacher", "student", "vs teacher",
+                          "int8 speed-up @32", "the best mean there would choose"],
+                         [[c["left_out"], c["chosen"], f"{100 * c['worst_on_others']:+.1f} pt", c["teacher"],
+                           c["accuracy"], f"{100 * c['gain']:+.1f} pt", times(c["int8_speedup_32"]),
+                           c["chosen_by_mean"]] for c in chosen])
     m = meta["machine"]
     means = "; ".join(f"{c} {100 * g:+.1f} pt" for c, g in mean_gains(rows).items())
-    return (f"{table}\n\nChosen by leave-one-data-set-out (the best mean gain over the teacher on the other sets, "
-            f"among the candidates measured on every set):"
+    return (f"{table}\n\nChosen by leave-one-data-set-out (the best worst-case gain over the teacher on the other "
+            f"sets, ties by the mean, among the candidates measured on every set):"
             f"\n\n{loo}\n\nMean gain over the teacher on every set: {means}.\n\n"
             f"On {m['cpu_summary']}, {m['cores']} cores, {meta['date']}.\n")
 

@@ -93,10 +93,16 @@ def test_the_defaults_study_chooses_by_leaving_each_data_set_out():
     study = load_script("study_defaults")
     rows = [{"data": d, "candidate": c, "gain": g, "teacher": 0.8, "accuracy": 0.8 + g, "int8_speedup_32": 9.0}
             for d, c, g in [("a", "x", 0.05), ("a", "y", 0.00), ("b", "x", -0.10), ("b", "y", 0.01),
-                            ("c", "x", 0.04), ("c", "y", 0.02)]]
-    chosen = {c["left_out"]: c["chosen"] for c in study.leave_one_out(rows)}
-    # a left out: x has mean -0.03 on b, c, y 0.015 -> y; b left out: x 0.045, y 0.01 -> x; c: x -0.025 -> y
-    assert chosen == {"a": "y", "b": "x", "c": "y"}
+                            ("c", "x", 0.04), ("c", "y", 0.02), ("d", "x", 0.30), ("d", "y", 0.00)]]
+    loo = study.leave_one_out(rows)
+    chosen = {c["left_out"]: c["chosen"] for c in loo}
+    # the best worst case on the other sets: x's -0.10 on b rules it out wherever b is among them; b left out, x's
+    # worst (0.04) beats y's (0.00). The mean would take x three times of four (its +0.30 on d outweighs b)
+    assert chosen == {"a": "y", "b": "x", "c": "y", "d": "y"}
+    assert {c["left_out"]: c["chosen_by_mean"] for c in loo} == {"a": "x", "b": "x", "c": "x", "d": "y"}
+    assert {c["left_out"]: c["worst_on_others"] for c in loo} == pytest.approx({"a": 0.0, "b": 0.04, "c": 0.0, "d": 0.0})
+    tie = [{**r, "gain": {"x": 0.0, "y": 0.0}[r["candidate"]] if r["data"] == "b" else r["gain"]} for r in rows]
+    assert {c["left_out"]: c["chosen"] for c in study.leave_one_out(tie)}["a"] == "x"  # worst 0.0 both: mean
     # a candidate measured on some sets only takes no part, however good it looks there
     partial = rows + [{"data": "a", "candidate": "z", "gain": 0.5, "teacher": 0.8, "accuracy": 1.0, "int8_speedup_32": 9}]
     assert {c["left_out"]: c["chosen"] for c in study.leave_one_out(partial)} == chosen
@@ -112,4 +118,4 @@ def test_the_defaults_study_chooses_by_leaving_each_data_set_out():
     [row] = study.pooled(seeded)
     assert row["gain"] == pytest.approx(-0.01) and row["gains"] == [0.02, -0.04] and row["seeds"] == [42, 43]
     assert row["int8_speedup_32"] == 8.0  # an untimed run does not count as zero
-    assert study.mean_gains(study.pooled(rows)) == pytest.approx({"x": -0.01 / 3, "y": 0.01})
+    assert study.mean_gains(study.pooled(rows)) == pytest.approx({"x": 0.0725, "y": 0.0075})
