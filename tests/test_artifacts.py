@@ -26,19 +26,28 @@ def local_models():
         (MODELS / name).mkdir(parents=True, exist_ok=True)
 
 
+# The default student and its training until 2026-12-06 (MiniLM, 3 epochs, early stopping), now named on the command
+# line: the same settings, so the same folders as before the default changed
+MINILM = ["student=minilm", "train.epochs=3", "train.early_stopping_patience=3"]
+
+
 @pytest.mark.parametrize("overrides,labels,student", [
-    ([], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
+    (MINILM, "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
      "/out/students/sst2/deberta-v3-nli-minilm-soft-681f210773"),
-    (["teacher=mpnet", "data=ag_news"], "/out/labels/ag_news/mpnet-pool-790a6c00e4/labels.parquet",
+    (MINILM + ["teacher=mpnet", "data=ag_news"], "/out/labels/ag_news/mpnet-pool-790a6c00e4/labels.parquet",
      "/out/students/ag_news/mpnet-minilm-soft-7a3276f267"),
-    (["student=minilm-lr"], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
+    (MINILM + ["student=minilm-lr"], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
      "/out/students/sst2/deberta-v3-nli-minilm-lr-soft-eba6a68f3c"),
-    (["weak=sst2"], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
+    (MINILM + ["weak=sst2"], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
      "/out/students/sst2/weak-sst2-minilm-soft-20cdb0da62"),
-    (["teacher=assistant", "teacher.model=/nonexistent"], "/out/labels/sst2/assistant-pool-bd565d35e7/labels.parquet",
-     "/out/students/sst2/assistant-minilm-soft-77a2cf5aca"),
-    (["student=deberta-nli", "teacher=minilm-embed"], "/out/labels/sst2/minilm-embed-pool-96b15976c0/labels.parquet",
+    (MINILM + ["teacher=assistant", "teacher.model=/nonexistent"],
+     "/out/labels/sst2/assistant-pool-bd565d35e7/labels.parquet", "/out/students/sst2/assistant-minilm-soft-77a2cf5aca"),
+    (MINILM[1:] + ["student=deberta-nli", "teacher=minilm-embed"],
+     "/out/labels/sst2/minilm-embed-pool-96b15976c0/labels.parquet",
      "/out/students/sst2/minilm-embed-deberta-nli-soft-0fed0a676e"),
+    # the default since 2026-12-06 (the teacher's backbone, 6 layers, 6 epochs): the labels are the same
+    ([], "/out/labels/sst2/deberta-v3-nli-pool-e851252a77/labels.parquet",
+     "/out/students/sst2/deberta-v3-nli-deberta-nli-6l-soft-32bb85fb44"),
 ])
 def test_default_label_and_student_paths_are_unchanged(overrides, labels, student):
     cfg = load_config(overrides + FIXED)

@@ -39,13 +39,15 @@ def test_defaults_come_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DISTILL_DATA", str(tmp_path / "data"))
     cfg = load_config([])  # no local copies there: the Hub models the presets stand for
     assert cfg.teacher.model == "MoritzLaurer/DeBERTa-v3-xsmall-mnli-fever-anli-ling-binary" == cfg.teacher.hub_id
-    assert cfg.student.model == "sentence-transformers/all-MiniLM-L6-v2"
+    # the default student is the teacher's backbone, cut to 6 layers when it is fine-tuned
+    assert cfg.student.model == cfg.teacher.model and cfg.student.layers == 6
     for name in ("deberta-v3-nli", "all-MiniLM-L6-v2"):
         (tmp_path / "models" / name).mkdir(parents=True)
     cfg = load_config([])
     assert cfg.stage == Stage.all and cfg.data.name == "sst2"
     assert cfg.teacher.model == f"{tmp_path}/models/deberta-v3-nli"
-    assert cfg.student.model == f"{tmp_path}/models/all-MiniLM-L6-v2"
+    assert cfg.student.model == f"{tmp_path}/models/deberta-v3-nli"
+    assert load_config(["student=minilm"]).student.model == f"{tmp_path}/models/all-MiniLM-L6-v2"
     assert cfg.paths.data == str(tmp_path / "data")
 
 

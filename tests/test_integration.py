@@ -20,10 +20,10 @@ pytestmark = pytest.mark.integration
 
 def test_real_end_to_end_on_a_slice(tmp_path):
     require_shared("data", "sst2", "train.tsv")
-    teacher, student = require_model("deberta-v3-nli"), require_model("all-MiniLM-L6-v2")
+    teacher = require_model("deberta-v3-nli")  # and the default student: its backbone's first 6 layers
     cfg = load_config([
         "data=sst2", f"paths.data={SHARED / 'data'}", f"paths.outputs={tmp_path}",
-        f"teacher.model={teacher}", f"student.model={student}",
+        f"teacher.model={teacher}", f"student.model={teacher}",
         "data.pool_size=96", "data.heldout_size=64", "train.epochs=2", "train.batch_size=16",
         "eval.batch_sizes=[1,32]", "eval.bench_texts=32", "eval.warmup_batches=1",
     ])

@@ -78,13 +78,17 @@ def test_the_readme_quality_settings_compose_to_what_they_say():
 
     [commands] = blocks(section("Quality and speed"), "bash")
     lines = [shlex.split(line.split("#")[0])[1:] for line in commands.splitlines() if line.startswith("distill")]
-    assert lines == [[], ["recipe=fast"], ["recipe=balanced"], ["recipe=best"], ["train.max_minutes=10"]], lines
-    default, fast, balanced, best, limited = (load_config(args) for args in lines)
+    assert lines == [[], ["recipe=fast"], ["recipe=best"], ["train.max_minutes=10"]], lines
+    default, fast, best, limited = (load_config(args) for args in lines)
     assert limited.train.max_minutes == 10 and default.train.max_minutes is None
-    assert default.recipe is None and default.student.name == "minilm" and default.train.epochs == 3
-    assert [s.overrides for s in fast.recipe.steps] == [["student=minilm", "train.epochs=6",
-                                                         "train.early_stopping_patience=null"]]
-    assert balanced.recipe.steps[0].overrides[0] == "student=deberta-nli-6l"
+    assert default.recipe is None and default.student.name == "deberta-nli-6l" and default.student.layers == 6
+    assert default.train.epochs == 6 and default.train.early_stopping_patience is None
+    assert [s.overrides for s in fast.recipe.steps] == [["student=minilm", "train.epochs=3",
+                                                         "train.early_stopping_patience=3"]]
+    # "recipe=balanced names the default": its one step is the default's student and training
+    [step] = load_config(["recipe=balanced"]).recipe.steps
+    named = load_config(step.overrides)
+    assert named.student == default.student and named.train == default.train
     assert [s.stage for s in best.recipe.steps] == ["train", "label", "train", "prune"]
 
 

@@ -34,7 +34,9 @@ def make_cfg(tmp_path, tiny_nli_2way, tiny_encoder):
             "data=sst2", f"paths.data={tmp_path / 'data'}", f"paths.outputs={tmp_path / 'out'}",
             # Models through ${paths.models}, as the real presets do, so interpolations are exercised.
             f"paths.models={tiny_encoder.parent}", f"teacher.model={tiny_nli_2way}",
-            f"student.model=${{paths.models}}/{tiny_encoder.name}", "data.pool_size=32",
+            # MiniLM's preset (a BERT, as the tiny encoder is) with the tiny weights; the default student on a tiny
+            # DeBERTa is run by test_readme and test_packaging
+            "student=minilm", f"student.model=${{paths.models}}/{tiny_encoder.name}", "data.pool_size=32",
             "label.shard_size=10", "train.epochs=1", "train.batch_size=8",
             "eval.batch_sizes=[1,4]", "eval.bench_texts=8", "eval.warmup_batches=1", *extra])
     return make

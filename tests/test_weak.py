@@ -306,7 +306,7 @@ def test_weak_stage_then_train_and_eval(weak_cfg):
     # With `weak` set, train learns from the combined labels and says so in its run name; eval scores them.
     trained = train.run(cfg)
     assert trained["labels_path"] == str(out / "pool.parquet")
-    assert artifacts.run_name(cfg).startswith("weak-sst2-minilm-soft-")
+    assert artifacts.run_name(cfg).startswith("weak-sst2-deberta-nli-6l-soft-")  # the default student
     metrics = evaluate.run(cfg)
     teacher_entry = metrics["models"][0]
     student_entry = next(m for m in metrics["models"] if m["role"] == "student")
