@@ -290,8 +290,8 @@ def test_the_embedding_lr_student_is_one_vs_rest(make_cfg):  # noqa: F811
     from distill.students.folder import none_index_of, thresholds_of
     from distill.students.load import load_classifier
 
-    cfg = make_cfg("data.multi_label=true", "student.kind=embedding_lr", "teacher.label_sets=threshold:0.5",
-                   "data.none_label=negative", "eval.variants=[torch]")
+    cfg = make_cfg("data.multi_label=true", "student.kind=embedding_lr", "student.layers=null",
+                   "teacher.label_sets=threshold:0.5", "data.none_label=negative", "eval.variants=[torch]")
     stage_run("label")(cfg)
     folder = Path(stage_run("train")(cfg)["student_dir"])
     spec = json.loads((folder / "distill_student.json").read_text())

@@ -68,7 +68,7 @@ def test_ray_labels_equal_local_labels_row_by_row(make_cfg, multi):  # noqa: F81
 
 @pytest.mark.parametrize("kind", ["embedding_lr", "finetune"])
 def test_ray_predict_with_a_multi_label_student_equals_local(make_cfg, tmp_path, kind):  # noqa: F811
-    multi = ("data.multi_label=true", "teacher.label_sets=relative:0.8", f"student.kind={kind}")
+    multi = ("data.multi_label=true", "teacher.label_sets=relative:0.8", f"student.kind={kind}", "student.layers=null")
     cfg = make_cfg(*multi)
     label.run(cfg)
     train.run(cfg)

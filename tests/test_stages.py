@@ -34,9 +34,8 @@ def make_cfg(tmp_path, tiny_nli_2way, tiny_encoder):
             "data=sst2", f"paths.data={tmp_path / 'data'}", f"paths.outputs={tmp_path / 'out'}",
             # Models through ${paths.models}, as the real presets do, so interpolations are exercised.
             f"paths.models={tiny_encoder.parent}", f"teacher.model={tiny_nli_2way}",
-            # MiniLM's preset (a BERT, as the tiny encoder is) with the tiny weights; the default student on a tiny
-            # DeBERTa is run by test_readme and test_packaging
-            "student=minilm", f"student.model=${{paths.models}}/{tiny_encoder.name}", "data.pool_size=32",
+            # the default student's preset (6 layers) on the tiny 2-layer encoder: it keeps both
+            f"student.model=${{paths.models}}/{tiny_encoder.name}", "data.pool_size=32",
             "label.shard_size=10", "train.epochs=1", "train.batch_size=8",
             "eval.batch_sizes=[1,4]", "eval.bench_texts=8", "eval.warmup_batches=1", *extra])
     return make
@@ -171,7 +170,7 @@ def test_eval_all_compares_every_student_of_this_teacher(make_cfg):
     train.run(make_cfg("train.targets=hard"))
     result = evaluate.run(make_cfg("eval.students=all", "eval.variants=[torch]", "eval.plots=false"))
     names = [m["name"] for m in result["models"]]
-    assert names[0] == "deberta-v3-nli" and sorted(names[1:]) == ["minilm (hard)", "minilm (soft)"], names
+    assert names[0] == "deberta-v3-nli" and sorted(names[1:]) == ["deberta-nli-6l (hard)", "deberta-nli-6l (soft)"], names
     assert result["eval_dir"].endswith("deberta-v3-nli-all") and result["plots"] == []
 
 
