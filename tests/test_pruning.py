@@ -123,12 +123,13 @@ def test_prune_stage_drops_layers_and_fine_tunes_on_an_assistants_labels(make_cf
     assert AutoModelForSequenceClassification.from_pretrained(folder).config.num_hidden_layers == 1
     record = json.loads((Path(folder) / "distill_config.json").read_text())
     assert record["labels_path"] == labels_path and len(record["dropped_layers"]) == 1
-    assert json.loads((Path(folder) / "distill_train.json").read_text())["n_texts"] > 32
-    assert json.loads((Path(folder) / "distill_train.json").read_text())["student"]["name"] == "deberta-nli-6l-drop1-assistant"
+    trained_record = json.loads((Path(folder) / "distill_train.json").read_text())
+    assert trained_record["n_texts"] > 32 and trained_record["student"]["name"] == "deberta-nli-6l-drop1-assistant"
     assert prune.run(cut)["cached"] is True
     # eval.students=all follows the assistant: its labels came from a student of this labelling
     report = evaluate.run(make_cfg("eval.students=all", "eval.variants=[torch]", "eval.plots=false"))
-    assert sorted(m["name"] for m in report["models"][1:]) == ["deberta-nli-6l (soft)", "deberta-nli-6l-drop1-assistant (soft)"]
+    assert sorted(m["name"] for m in report["models"][1:]) == ["deberta-nli-6l (soft)",
+                                                                 "deberta-nli-6l-drop1-assistant (soft)"]
     with pytest.raises(DistillError, match="prune.labels_path: .* does not exist"):
         prune.run(make_cfg("prune.drop_layers=1", "prune.labels_path=/nowhere/labels.parquet"))
     with pytest.raises(DistillError, match="prune.drop_layers=-1 must be 0 or more"):
