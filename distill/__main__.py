@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 import hydra
 from omegaconf import DictConfig
@@ -91,6 +92,30 @@ def chain(e: BaseException) -> list[BaseException]:
     return seen
 
 
+def interrupted(e: BaseException) -> bool:
+    """A Ctrl-C, or an error it caused: one that lands while a compiled module initialises (scipy's, imported
+    lazily by transformers) comes back as ImportError("initialization failed") with the KeyboardInterrupt as
+    its cause."""
+    return any(isinstance(c, KeyboardInterrupt) for c in chain(e))
+
+
+def redeliver_interrupts() -> None:
+    """A Ctrl-C that lands while Python runs a finalizer (a __del__ such as tqdm's, a weakref callback) is
+    printed as "Exception ignored in ..." with a traceback and dropped, and the work goes on. This hook delivers
+    it again from a timer thread once the finalizer has returned, so it stops the stage like any other Ctrl-C."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            import _thread
+
+            threading.Timer(0.01, _thread.interrupt_main).start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def main() -> None:
     from . import cli
 
@@ -114,22 +139,26 @@ def main() -> None:
         sys.exit(2)
     debug = USER_FULL_ERROR or any(a.replace(" ", "").lower().lstrip("+") == "debug=true" for a in argv)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra hands its exceptions (a full disk, a bad override) back here
+    redeliver_interrupts()
     try:
         _main()
+        # the work is done and saved: a Ctrl-C from here on would only interrupt the interpreter's shutdown
+        # (joining threads), which prints a traceback and still exits 0 (tests/test_fault_matrix.py, "SIGINT")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
         if debug:
             raise
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except Exception as e:
+        if interrupted(e) and not debug:
+            print(INTERRUPTED, file=sys.stderr)
+            sys.exit(130)
         line = user_error(e, outputs_in(argv))
         if line is None or debug:
             raise
         print(f"distill: error: {line}", file=sys.stderr)
         sys.exit(2)
-    # the work is done and saved: a Ctrl-C from here on would only interrupt the interpreter's shutdown (joining
-    # threads), which prints a traceback and still exits 0 (tests/test_fault_matrix.py, "SIGINT at 50%")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from distill.__main__ import user_error
+from distill import __main__ as entry
+from distill.__main__ import redeliver_interrupts, user_error
 from distill.data import data_fingerprint
 from distill.errors import DistillError
 from distill.students.load import load_classifier
@@ -47,6 +51,41 @@ def test_a_full_disk_and_an_unwritable_folder_are_one_line(tmp_path):
     elsewhere = FileNotFoundError(errno.ENOENT, "No such file or directory", "/models/x/config.json")
     assert user_error(elsewhere, "/data/out").startswith("cannot use /models/x/config.json (No such file")
     assert user_error(KeyError("a bug")) is None  # a bug keeps its traceback
+
+
+def test_a_ctrl_c_inside_a_finalizer_still_stops_the_run(monkeypatch):
+    """Python prints such a Ctrl-C as "Exception ignored in ..." and goes on; ours is delivered again."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+
+    class Bar:  # as tqdm's __del__, closing a bar when the Ctrl-C comes
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+            sum(range(1000))  # the handler runs here, inside the finalizer
+
+    redeliver_interrupts()
+    with pytest.raises(KeyboardInterrupt):
+        Bar()
+        time.sleep(5)
+
+
+def test_a_ctrl_c_during_an_import_is_an_interruption(monkeypatch, capsys):
+    """A Ctrl-C while a compiled module initialises comes back as ImportError: exit 130 and the line, as for
+    any other Ctrl-C, not a traceback."""
+    def import_interrupted():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise ImportError("initialization failed") from e
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    monkeypatch.setattr(sys, "argv", ["distill", "stage=label"])
+    monkeypatch.setattr(entry, "_main", import_interrupted)
+    monkeypatch.setattr(entry.signal, "signal", lambda *a: None)
+    with pytest.raises(SystemExit) as exit:
+        entry.main()
+    assert exit.value.code == 130
+    assert capsys.readouterr().err.strip() == entry.INTERRUPTED
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbled"])
