@@ -55,7 +55,9 @@ def user_error(e: BaseException, outputs: str | None = None) -> str | None:
     if isinstance(e, DistillError):
         return str(e)
     if isinstance(e, HydraException):
-        return next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        hint = [x for x in lines[1:] if x.startswith("To append to your config use")]  # the fix, when Hydra has one
+        return " ".join(lines[:1] + hint) or type(e).__name__
     for cause in chain(e):
         if no_room(cause):
             where = getattr(cause, "filename2", None) or getattr(cause, "filename", None)  # a copy's target

@@ -122,7 +122,9 @@ class DataConfig:
     column_names: Optional[List[str]] = None  # for csv/tsv files without a header row
     labels: List[str] = MISSING  # label names, in id order: what the teacher and student predict
     labels_from: Optional[str] = None  # or a text file of label names, one a line (fills data.labels)
-    label_map: Optional[Dict[str, str]] = None  # gold value -> label name (e.g. "1": World)
+    # gold value -> label name (e.g. "1": World); {} rather than null, as OmegaConf 2.3.1 cannot merge a dict into
+    # a null Optional[Dict] (data.label_map={awful: negative} on the command line was an AttributeError)
+    label_map: Optional[Dict[str, str]] = field(default_factory=dict)
     pool_size: Optional[int] = None  # sample this many pool texts (seeded); None: all
     pool_min_words: int = 0  # keep only pool texts of at least this many words (e.g. drop SST-2's short phrases)
     heldout_size: Optional[int] = None

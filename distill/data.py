@@ -268,7 +268,7 @@ def _read_hub(cfg: DataConfig, split: str, columns: dict[str, str]) -> pd.DataFr
     frame = dataset.to_pandas()
     label = columns.get("data.label_column")
     feature = dataset.features.get(label) if label else None
-    if isinstance(feature, datasets.ClassLabel) and cfg.label_map is None:
+    if isinstance(feature, datasets.ClassLabel) and not cfg.label_map:
         frame[label] = feature.int2str(frame[label].tolist())  # hub class ids -> their names
     return frame
 
@@ -475,15 +475,24 @@ def gold_names(values: list, cfg: DataConfig, where, present: np.ndarray | None 
     labels = list(_optional(cfg, "labels") or [])
     if not labels:
         raise DistillError("data.labels is empty: list the label names, in id order (e.g. [negative, positive])")
-    mapping = dict(cfg.label_map) if cfg.label_map is not None else {}
+    mapping = dict(cfg.label_map or {})
     raw = [_gold_str(v) for v in values]
     names = [mapping.get(v, v) for v in raw]
     unknown = [(i + 1, v) for i, (v, name) in enumerate(zip(raw, names))
                if name not in labels and (present is None or present[i])]
     if unknown:
         row, value = unknown[0]
+        if not value.strip():
+            fix = "give that row its label, or remove it"
+        elif mapping:
+            fix = f"data.label_map is {mapping}"
+        else:
+            # Hydra reads {3: x} with an int key (no quoted keys), so a number goes in the dotted form
+            example = (f"+data.label_map.{value}={labels[0]}" if value.isdigit() else
+                       f"+data.label_map={{{value}: {labels[0]}}}")
+            fix = f"map it to one with data.label_map, e.g. '{example}'"
         raise DistillError(f"gold value {value!r} in {where} (row {row}, {len(unknown)} such rows) is not a label: "
-                           f"data.labels is {labels}, data.label_map is {mapping or None}")
+                           f"data.labels is {labels}; {fix}")
     return names
 
 
@@ -492,7 +501,7 @@ def gold_sets(values: list, cfg: DataConfig, where, present: np.ndarray | None =
     JSONL/parquet column), each member mapped through data.label_map and checked against data.labels; an
     empty value is an empty set."""
     labels = list(_optional(cfg, "labels") or [])
-    mapping = dict(cfg.label_map) if cfg.label_map is not None else {}
+    mapping = dict(cfg.label_map or {})
     sets = []
     for i, value in enumerate(values):
         if isinstance(value, (list, tuple, np.ndarray)):
@@ -746,5 +755,5 @@ def data_fingerprint(cfg: DataConfig, data_dir: str | Path) -> dict:
     heldout = {"source": _source_info(cfg, heldout_source, role, data_dir, with_gold=True),
                "heldout_size": cfg.heldout_size, "label_column": cfg.label_column,
                "labels": list(_optional(cfg, "labels") or []),
-               "label_map": dict(cfg.label_map) if cfg.label_map is not None else None, **texts}
+               "label_map": dict(cfg.label_map) if cfg.label_map else None, **texts}
     return {"pool": pool, "heldout": heldout}

@@ -62,6 +62,7 @@ class Row:
     passed: bool = False
     seconds: float = 0.0
     notes: list = field(default_factory=list)
+    must_say: str = ""  # what the line must name (the bad value), when the case knows it
 
 
 def write_reviews(path: Path, n: int = 40, gold: bool = True) -> Path:
@@ -299,11 +300,13 @@ def plain(world: World, stage: str, out: Path, extra=(), expected="exit 0 or a o
 
 
 def input_case(name: str, make: Callable[[Path], list[str]], stages=("label", "predict"), quick=False,
-               expect="exit 0 or a one-line error (exit 2)") -> Case:
+               expect="exit 0 or a one-line error (exit 2)", must_say: str = "") -> Case:
     """A bad input: `make(project)` writes the file(s) and returns the overrides that point at them."""
     def run(world: World, stage: str, out: Path) -> Row:
         extra = make(world.project, stage)
-        return plain(world, stage, out, extra, expected=expect, case=name)
+        row = plain(world, stage, out, extra, expected=expect, case=name)
+        row.must_say = must_say
+        return row
     return Case(name, list(stages), run, quick=quick)
 
 
@@ -345,8 +348,8 @@ CASES: list[Case] = [
                stages=("label",)),
     input_case("gold values outside the label map",
                writer("review,sentiment\na great movie,positive\nbad,awful\nso bad,negative\n", "badgold.csv", gold=True),
-               stages=("all",),
-               expect="a one-line error naming the value and where (exit 2)"),
+               stages=("all",), expect="a one-line error naming the value and where, before any labelling (exit 2)",
+               must_say="gold value 'awful' in "),
     input_case("config key typo", overrides("train.epoch=1"), stages=("train",)),
     input_case("a wrong type", overrides("train.epochs=many"), stages=("train",)),
     input_case("unknown preset", overrides("student=tinyest"), stages=("train",)),
@@ -471,7 +474,8 @@ def judge(row: Row) -> Row:
     # handlers are reset to the default then): both pass only when the same command again equals the undisturbed run
     by_signal = row.exit_code in (-signal.SIGKILL, -signal.SIGINT)
     row.passed = (not row.traceback and (row.exit_code in OK_CODES or by_signal) and row.intact is not False
-                  and row.rerun_equal is not False and not (by_signal and row.rerun_equal is not True))
+                  and row.rerun_equal is not False and not (by_signal and row.rerun_equal is not True)
+                  and row.must_say in row.line)
     return row
 
 

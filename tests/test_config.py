@@ -90,6 +90,14 @@ def test_conf_dir_is_the_repo_conf():
     assert (CONF_DIR / "config.yaml").exists()
 
 
+def test_a_label_map_can_be_given_on_the_command_line():
+    """The overrides a gold-value error suggests: a name, and a number (Hydra's {3: x} has an int key)."""
+    argv = ["data=file", "data.pool.path=r.csv", "data.labels=[neg,pos]", "+data.label_map={awful: neg}",
+            "+data.label_map.3=pos"]
+    assert check_overrides(argv) is None
+    assert dict(load_config(argv).data.label_map) == {"awful": "neg", "3": "pos"}
+
+
 def test_dict_options_can_be_set_from_the_command_line():
     cfg = load_config(['++teacher.descriptions={positive:["This review is positive."],negative:["Bad."]}',
                        'teacher.templates=["This example is {}.","The review is {}."]'])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pandas as pd
 import pytest
@@ -64,7 +65,8 @@ def test_parquet_with_gaps_in_the_label_column(tmp_path):
     # A missing gold value turns the column into floats; 1.0 still maps through label_map["1"].
     pd.DataFrame({"text": ["fun", "dull", "meh"], "label": [1, 0, None]}).to_parquet(tmp_path / "g.parquet")
     cfg = data_cfg(pool={"path": "g.parquet"}, heldout={"path": "g.parquet"})
-    with pytest.raises(DistillError, match=r"gold value '' in .*g.parquet \(row 3, 1 such rows\)"):
+    with pytest.raises(DistillError, match=r"gold value '' in .*g.parquet \(row 3, 1 such rows\).*give that row its "
+                                           r"label, or remove it"):
         load_heldout(cfg, tmp_path)
 
 
@@ -204,6 +206,15 @@ def test_unknown_gold_value(tmp_path):
     write(tmp_path / "d.csv", "text,label\nx,1\ny,7\n")
     cfg = data_cfg(pool={"path": "d.csv"}, heldout={"path": "d.csv"})
     with pytest.raises(DistillError, match=r"gold value '7' in .*d.csv \(row 2.*data.labels.*data.label_map"):
+        load_heldout(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("value,example", [("awful", "+data.label_map={awful: neg}"), ("7", "+data.label_map.7=neg")])
+def test_an_unknown_gold_value_without_a_label_map_names_the_override_that_maps_it(tmp_path, value, example):
+    write(tmp_path / "d.csv", f"text,label\nx,neg\ny,{value}\n")
+    cfg = data_cfg(pool={"path": "d.csv"}, heldout={"path": "d.csv"}, label_map=None)
+    with pytest.raises(DistillError, match=f"gold value '{value}' in .*map it to one with data.label_map, e.g. "
+                                           f"'{re.escape(example)}'"):
         load_heldout(cfg, tmp_path)
 
 

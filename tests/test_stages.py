@@ -41,6 +41,15 @@ def make_cfg(tmp_path, tiny_nli_2way, tiny_encoder):
     return make
 
 
+def test_all_checks_the_gold_values_before_labelling(make_cfg, tmp_path):
+    dev = tmp_path / "data" / "sst2" / "dev.tsv"
+    dev.write_text(dev.read_text().replace("\t1\n", "\t9\n", 1))
+    cfg = make_cfg("stage=all")
+    with pytest.raises(DistillError, match=r"gold value '9' in .*dev.tsv"):
+        run_stage(cfg)
+    assert not (tmp_path / "out" / "labels").exists()
+
+
 def test_label_writes_probabilities_and_meta(make_cfg):
     cfg = make_cfg()
     out = label.run(cfg)

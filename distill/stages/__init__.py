@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,6 +28,7 @@ def stage_run(name: str):
 def run_all(cfg: DictConfig) -> dict:
     """label -> train (or the recipe's steps) -> eval in a row; each step reuses what an earlier run
     already computed."""
+    check_gold(cfg)
     first = "weak" if cfg.get("weak") is not None else "label"  # weak: several sources and a label model
     result = {first: _step(first, cfg)}
     if cfg.get("recipe") is not None:
@@ -34,6 +36,16 @@ def run_all(cfg: DictConfig) -> dict:
     else:
         result["train"] = _step("train", cfg)
     return {**result, "eval": _step("eval", cfg)}
+
+
+def check_gold(cfg: DictConfig) -> None:
+    """eval scores against the gold labels when the data has them: their values are checked (data.label_map
+    applied) before the labelling and training, so one that is not a label stops the run at once, not after
+    them."""
+    from ..data import has_gold, load_heldout
+
+    if has_gold(cfg.data):
+        load_heldout(cfg.data, os.path.expanduser(cfg.paths.data))
 
 
 def run_recipe(cfg: DictConfig) -> dict:
