@@ -147,17 +147,14 @@ def main() -> None:
         # the work is done and saved: a Ctrl-C from here on would only interrupt the interpreter's shutdown
         # (joining threads), which prints a traceback and still exits 0 (tests/test_fault_matrix.py, "SIGINT")
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as e:  # a Ctrl-C, or an error one caused: the same one line
         if debug:
             raise
-        print(INTERRUPTED, file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:
-        if interrupted(e) and not debug:
+        if interrupted(e):
             print(INTERRUPTED, file=sys.stderr)
             sys.exit(130)
         line = user_error(e, outputs_in(argv))
-        if line is None or debug:
+        if line is None:
             raise
         print(f"distill: error: {line}", file=sys.stderr)
         sys.exit(2)
