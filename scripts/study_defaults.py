@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                         help="run nothing: rewrite the table (and the choice) from the rows already in --out, or "
                              "from the rows of the JSON files named (earlier runs of this script) into --out")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before and after the options
     if args.render is not None:
         sources = [json.loads(Path(f).read_text()) for f in args.render or [args.out]]
         meta = {**sources[0]["_meta"], "merged": [{"file": f, **d["_meta"]} for f, d in zip(args.render, sources)]}
