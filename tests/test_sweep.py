@@ -128,8 +128,7 @@ def test_experiment_presets_compose_and_leave_training_to_the_defaults(name):
     teacher = "mpnet" if name in ("ag_news", "goemotions") else "deberta-v3-nli"
     assert cfg.data.name == name and cfg.teacher.name == teacher and cfg.student == load_config([]).student
     # the defaults study judges the defaults through these presets, so they train as the defaults do
-    # (GoEmotions learns its label sets: hard targets)
-    assert cfg.train == load_config(["train.targets=hard"] if name == "goemotions" else []).train
+    assert cfg.train == load_config([]).train
     assert list(cfg.logger.tags) == [name]
     assert (cfg.weak.name if cfg.weak else None) == ("goemotions" if name == "goemotions" else None)
     assert load_config([f"experiment={name}", "train.lr=3e-5"]).train.lr == 3e-5  # the command line still wins
