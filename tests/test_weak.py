@@ -313,6 +313,25 @@ def test_weak_stage_then_train_and_eval(weak_cfg):
     assert teacher_entry["name"] == "weak-sst2 (dawid_skene)" and teacher_entry["role"] == "teacher"
     assert teacher_entry["accuracy"] == next(r["accuracy"] for r in summary["heldout"] if r["name"] == "dawid_skene")
     assert 0 <= student_entry["agreement_with_teacher"] <= 1
+    # the label model is timed as all its sources, so the student has a speed-up against it
+    assert all(v > 0 for v in teacher_entry["samples_per_s"].values()), teacher_entry["samples_per_s"]
+    assert student_entry["speedup_vs_teacher"]["4"] > 0
+
+
+def test_a_label_model_is_as_slow_as_its_sources_together(weak_cfg, monkeypatch):
+    """Each text goes through every source: seconds a text add up (teachers 0.1 s and 0.3 s, the labelling
+    functions 0.1 s: 2 texts/s), whatever each one's own speed."""
+    cost = {"deberta-v3-nli": 0.1, "mpnet": 0.3, "labelling functions": 0.1}
+
+    def timed(cfg, predict, texts, desc):
+        return {bs: {"samples_per_s": 1 / cost[desc], "seconds": 8 * cost[desc], "n_texts": 8, "repeats": 1,
+                     "latency_ms_p50": 1.0, "latency_ms_p95": 2.0} for bs in cfg.eval.batch_sizes}
+
+    monkeypatch.setattr(evaluate, "time_model", timed)
+    monkeypatch.setattr(evaluate, "build_teacher", lambda teacher_cfg, labels: object())
+    speed = evaluate.weak_speed(weak_cfg("weak.teachers.minilm-embed=null"), ["a text"])
+    assert set(speed) == {1, 4}
+    assert speed[4]["samples_per_s"] == pytest.approx(2.0) and speed[4]["latency_ms_p95"] == pytest.approx(6.0)
 
 
 def test_weak_settings_change_the_key_not_the_teacher_labels(weak_cfg):
@@ -366,6 +385,7 @@ def test_weak_supervision_without_gold_labels(weak_cfg):
     assert train.run(cfg)["holdout"]["n_texts"] == 5
     metrics = evaluate.run(cfg)
     assert metrics["gold"] is False and metrics["models"][0]["kind"] == "weak"
+    assert metrics["models"][0]["samples_per_s"]["4"] > 0
     assert 0 <= metrics["models"][1]["agreement_with_teacher"] <= 1
 
 
@@ -518,6 +538,7 @@ def test_weak_stage_on_multi_label_data_then_train_and_eval(weak_cfg):
     assert teacher_entry["name"] == "weak-sst2 (dawid_skene)" and teacher_entry["label_sets"] == "threshold:0.5"
     assert teacher_entry["micro_f1"] == pytest.approx(next(r["micro_f1"] for r in summary["heldout"]
                                                            if r["name"] == "dawid_skene"))
+    assert teacher_entry["samples_per_s"]["4"] > 0
     assert 0 <= metrics["models"][1]["agreement_with_teacher"] <= 1
 
 

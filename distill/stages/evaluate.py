@@ -51,10 +51,11 @@ def evaluate_teacher(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tup
     return measure(cfg.teacher.name, "teacher", probs, gold, speed, cfg, teacher_info(cfg, teacher)), probs
 
 
-def evaluate_weak(cfg: DictConfig, gold: np.ndarray) -> tuple[dict, np.ndarray]:
-    """stage=weak's held-out labels, scored in the teacher's place (several models: not timed)."""
+def evaluate_weak(cfg: DictConfig, texts: list[str], gold: np.ndarray) -> tuple[dict, np.ndarray]:
+    """stage=weak's held-out labels, scored in the teacher's place, timed as all its sources."""
     probs, path = weak_heldout(cfg)
-    entry = measure(weak_name(cfg), "teacher", probs, gold, untimed(cfg), cfg, {"kind": "weak", "model": str(path)})
+    entry = measure(weak_name(cfg), "teacher", probs, gold, weak_speed(cfg, texts), cfg,
+                    {"kind": "weak", "model": str(path)})
     return entry, probs
 
 
@@ -62,9 +63,31 @@ def weak_name(cfg: DictConfig) -> str:
     return f"weak-{cfg.weak.name} ({cfg.weak.label_model})"
 
 
-def untimed(cfg: DictConfig) -> dict:
-    """The speed of a weak-supervision label model: none at any batch size (it is several models)."""
-    return {bs: None for bs in cfg.eval.batch_sizes}
+def weak_speed(cfg: DictConfig, texts: list[str]) -> dict:
+    """A weak-supervision label model's speed on new texts, as a throughput() result: each text goes through
+    every source in turn, so its seconds a text are the sum of theirs (each teacher timed as a teacher is, the
+    labelling functions together; the label model's own combination, a few array operations, is left out). Its
+    latencies are the sums of theirs, which for the p95 is an upper bound."""
+    from ..weak.sources import build_sources
+
+    labels, parts, lfs = list(cfg.data.labels), [], []
+    for source in build_sources(cfg):
+        if source.is_teacher:
+            teacher = build_teacher(source.cfg.teacher, labels)
+            parts.append(time_model(cfg, lambda t, bs, m=teacher: m.predict_proba(t, batch_size=m.batch_size_for(bs)),
+                                    texts, source.name))
+            del teacher  # one teacher in memory at a time
+        else:
+            lfs.append(source.apply)
+    if lfs:
+        parts.append(time_model(cfg, lambda t, bs: [apply(t) for apply in lfs], texts, "labelling functions"))
+    speed = {}
+    for bs in cfg.eval.batch_sizes:
+        per_text = sum(p[bs]["seconds"] / p[bs]["n_texts"] for p in parts)
+        speed[bs] = {"samples_per_s": 1 / per_text, "seconds": per_text * parts[0][bs]["n_texts"],
+                     "n_texts": parts[0][bs]["n_texts"], "repeats": min(p[bs]["repeats"] for p in parts),
+                     **{k: sum(p[bs][k] for p in parts) for k in ("latency_ms_p50", "latency_ms_p95")}}
+    return speed
 
 
 def weak_heldout(cfg: DictConfig) -> tuple[np.ndarray, "os.PathLike"]:
@@ -142,10 +165,10 @@ def run_without_gold(cfg: DictConfig) -> dict:
 
 
 def teacher_without_gold(cfg: DictConfig, pool_probs: np.ndarray, bench: list[str]) -> dict:
-    """The teacher's row: its confidence and label shares over the labelled pool, its speed (not for a
-    weak-supervision label model, which is several models)."""
+    """The teacher's row: its confidence and label shares over the labelled pool, its speed (a weak-supervision
+    label model's: all its sources')."""
     if artifacts.uses_weak(cfg):
-        return measure(weak_name(cfg), "teacher", pool_probs, None, untimed(cfg), cfg, {"kind": "weak"})
+        return measure(weak_name(cfg), "teacher", pool_probs, None, weak_speed(cfg, bench), cfg, {"kind": "weak"})
     teacher = build_teacher(cfg.teacher, list(cfg.data.labels))
     speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)), bench,
                        "teacher")
@@ -244,8 +267,8 @@ def run_multi_label(cfg: DictConfig) -> dict:
         teacher_sets = ml.rule_sets(all_probs, rule, none=none)[rows]  # as the student's were made: over the file
     entries = []
     if cfg.eval.teacher:
-        if weak:  # several models: not timed
-            name, speed, info = weak_name(cfg), untimed(cfg), {"kind": "weak"}
+        if weak:  # several models, timed one after another
+            name, speed, info = weak_name(cfg), weak_speed(cfg, texts), {"kind": "weak"}
         else:
             name, info = cfg.teacher.name, teacher_info(cfg, teacher)
             speed = time_model(cfg, lambda t, bs: teacher.predict_proba(t, batch_size=teacher.batch_size_for(bs)),
@@ -281,7 +304,7 @@ def run(cfg: DictConfig) -> dict:
     batch_sizes = list(cfg.eval.batch_sizes)
     entries, teacher_probs = [], None
     if cfg.eval.teacher and artifacts.uses_weak(cfg):
-        entry, teacher_probs = evaluate_weak(cfg, gold)
+        entry, teacher_probs = evaluate_weak(cfg, held.texts, gold)
         entries.append(entry)
     elif cfg.eval.teacher:
         entry, teacher_probs = evaluate_teacher(cfg, held.texts, gold)
